@@ -1,0 +1,58 @@
+"""Sending through a real SMTP server with AUTH and TLS."""
+
+import dataclasses
+import email
+import email.policy
+
+import pytest
+
+from onpipeline_mail.engine import connection, errors, smtp
+
+
+@pytest.fixture
+def smtp_settings(smtp_server):
+    smtp_server.add_user("sender@example.test", "smtp-pw")
+    return connection.ServerSettings("127.0.0.1", smtp_server.tls_port, connection.SSL, "sender@example.test",
+                                     "smtp-pw", ca_file=smtp_server.ca_file)
+
+
+@pytest.mark.parametrize("security", [connection.SSL, connection.STARTTLS])
+def test_test_email_arrives_with_headers(smtp_server, smtp_settings, security):
+    port = smtp_server.tls_port if security == connection.SSL else smtp_server.port
+    settings = dataclasses.replace(smtp_settings, port=port, security=security)
+    recipient = "check-%s@example.test" % security
+    message = smtp.build_test_message("Sender <sender@example.test>", recipient, "Sales")
+    smtp.send_message(settings, message)
+    [received] = smtp_server.messages_to(recipient)
+    assert received.login == "sender@example.test"
+    assert received.mail_from == "sender@example.test"
+    parsed = email.message_from_bytes(received.data, policy=email.policy.default)
+    assert parsed["Subject"] == "onpipeline mail: test email from Sales"
+    assert parsed["Message-ID"].endswith("@example.test>")
+
+
+def test_wrong_smtp_password(smtp_settings):
+    with pytest.raises(errors.AuthError) as caught:
+        smtp.send_message(dataclasses.replace(smtp_settings, password="nope"),
+                          smtp.build_test_message("sender@example.test", "a@example.test"))
+    assert "535" in str(caught.value)
+
+
+def test_smtp_certificate_verified_by_default(smtp_settings):
+    with pytest.raises(errors.TLSError):
+        smtp.send_message(dataclasses.replace(smtp_settings, ca_file=""),
+                          smtp.build_test_message("sender@example.test", "a@example.test"))
+
+
+def test_login_over_plain_text_is_refused_with_advice(smtp_server, smtp_settings):
+    settings = dataclasses.replace(smtp_settings, port=smtp_server.port, security=connection.PLAIN)
+    with pytest.raises(errors.ConfigError) as caught:
+        smtp.send_message(settings, smtp.build_test_message("sender@example.test", "a@example.test"))
+    assert "STARTTLS or SSL/TLS" in str(caught.value)
+
+
+def test_refused_recipient_is_an_error_not_a_silent_partial_send(smtp_server, smtp_settings):
+    smtp_server.refused_recipients.add("ghost@example.test")
+    with pytest.raises(errors.SendError) as caught:
+        smtp.send_message(smtp_settings, smtp.build_test_message("sender@example.test", "ghost@example.test"))
+    assert "ghost@example.test" in str(caught.value) and "550" in str(caught.value)
