@@ -139,9 +139,6 @@ class Folder:
     def leaf_name(self):
         return self.name.rsplit(self.delimiter, 1)[-1] if self.delimiter else self.name
 
-    @property
-    def is_suggested(self):
-        return self.is_selectable and self.role in SUGGESTED_ROLES
 
 
 def _text(value):
@@ -192,3 +189,8 @@ def find_role(folders, role):
 
     candidates = [folder for folder in folders if folder.role == role and folder.is_selectable]
     return min(candidates, key=rank) if candidates else None
+
+
+def suggested_folders(folders):
+    """The folders to select when a mailbox is first connected: the inbox and the one Sent folder."""
+    return [folder for folder in (find_role(folders, role) for role in SUGGESTED_ROLES) if folder]
