@@ -58,3 +58,31 @@ def laid_out_mailbox(request, dovecot):
     settings = new_account(dovecot, prefix=request.param)
     provision(settings, request.param)
     return request.param, settings
+
+
+#: What Dovecot 2.3 advertises after login, minus CONDSTORE and QRESYNC.
+CAPABILITIES_WITHOUT_CONDSTORE = (
+    "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE SORT SORT=DISPLAY THREAD=REFERENCES THREAD=REFS "
+    "THREAD=ORDEREDSUBJECT MULTIAPPEND URL-PARTIAL CATENATE UNSELECT CHILDREN NAMESPACE UIDPLUS LIST-EXTENDED "
+    "I18NLEVEL=1 ESEARCH ESORT SEARCHRES WITHIN CONTEXT=SEARCH LIST-STATUS BINARY MOVE SPECIAL-USE LITERAL+"
+)
+
+
+@pytest.fixture(scope="session")
+def dovecot_without_condstore():
+    """A second Dovecot that does not advertise CONDSTORE/QRESYNC, for the fallback paths."""
+    with Dovecot(capabilities=CAPABILITIES_WITHOUT_CONDSTORE) as server:
+        yield server
+
+
+@pytest.fixture
+def mailbox_without_condstore(dovecot_without_condstore):
+    """Settings of a fresh, empty account on the Dovecot without CONDSTORE."""
+    return new_account(dovecot_without_condstore, prefix="nocondstore")
+
+
+@pytest.fixture
+def plain_mailbox(dovecot):
+    """Settings of a fresh account over unencrypted IMAP (readable byte counts for the cutting proxy)."""
+    settings = new_account(dovecot, prefix="plain")
+    return ServerSettings(settings.host, dovecot.port, "none", settings.username, settings.password)

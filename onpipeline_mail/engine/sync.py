@@ -1,0 +1,301 @@
+"""Syncing one folder: new mail, newest-first backfill, restartable at every batch.
+
+``sync_folder`` is a generator of :class:`SyncBatch`. Each batch carries
+its messages, the UIDs that failed (to record and retry with
+:func:`retry_uids`), the UIDs that vanished before they could be fetched,
+and the :class:`~.state.FolderState` to save *with* them. The caller stores
+a batch's messages and state in one transaction and commits; a sync killed
+anywhere and started again from the last committed state hands over every
+message exactly once, because a state only ever describes UIDs already
+handed over in the same or an earlier batch.
+
+Order of work in a run:
+
+1. STATUS (before any SELECT). If UIDVALIDITY, UIDNEXT and the window say
+   nothing is to do, the run ends there: one command, no SELECT.
+2. EXAMINE (read-only: no flag changes, not even ``\\Recent``).
+3. New mail (UID above ``last_uid``, in the window), oldest first, so that
+   ``last_uid`` moves up batch by batch.
+4. Backfill (UIDs below ``backfill_uid`` in the window), newest first, so
+   that recent mail shows up first; then, if the window was made longer,
+   a new pass for the older days.
+
+Batches are bounded by count and bytes (sizes are fetched first), so memory
+depends on the batch, not on the mailbox. Nothing here sets a flag,
+moves or deletes: bodies are read with ``BODY.PEEK[]`` in an EXAMINEd folder.
+"""
+
+import dataclasses
+import time
+import typing
+import weakref
+
+from imapclient import exceptions as imap_exc
+
+from . import errors, fetch, parse
+from .state import FolderState, examine_folder, plan_sync, read_folder_status
+
+DEFAULT_BATCH_SIZE = 50
+DEFAULT_MAX_BATCH_BYTES = 20 * 1024 * 1024
+
+# Connections on which CONDSTORE was enabled (or implied by a STATUS HIGHESTMODSEQ).
+_condstore_clients = weakref.WeakSet()
+
+
+class SyncedMessage(typing.NamedTuple):
+    """One message handed over: its UID, the parsed message and its IMAP metadata (no body)."""
+
+    uid: int
+    message: parse.ParsedMessage
+    meta: fetch.RawMessage
+
+
+class FailedMessage(typing.NamedTuple):
+    """A UID that could not be fetched or parsed; record it and retry it with :func:`retry_uids`."""
+
+    uid: int
+    error: str
+
+
+@dataclasses.dataclass(frozen=True)
+class SyncBatch:
+    """What to store in one transaction: messages, failures, and the state to save with them."""
+
+    messages: tuple
+    failures: tuple
+    state: FolderState
+    #: True on the last batch of a run that caught up; False when the run
+    #: stopped at its deadline (the next run resumes from ``state``).
+    done: bool
+    #: Messages this run found to process (new mail plus the backfill still
+    #: to do), counted from its searches so far; None when the run did not
+    #: need to search (nothing changed).
+    total_in_window: int | None
+    #: UIDs expunged between the search and the fetch: nothing to store.
+    gone: tuple = ()
+    #: The plan's action (:data:`.state.ACTIONS`); ``resync``: UIDVALIDITY
+    #: changed, match the messages by key instead of importing them again.
+    action: str = ""
+    folder: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class RetryResult:
+    messages: tuple
+    failures: tuple
+    gone: tuple = ()
+
+
+def command_count(client):
+    """IMAP commands sent so far on this connection (imaplib tags each command once).
+
+    Every command is one round trip here: imapclient does not pipeline.
+    """
+    return client._imap.tagnum
+
+
+def enable_condstore(client):
+    """Whether CONDSTORE can be used; ENABLE it once per connection while no folder is selected.
+
+    Once a folder is selected ENABLE is illegal; the STATUS (HIGHESTMODSEQ)
+    issued next enables CONDSTORE by itself (RFC 7162, 3.1).
+    """
+    if not client.has_capability("CONDSTORE"):
+        return False
+    if client not in _condstore_clients:
+        if getattr(client._imap, "state", None) == "AUTH" and client.has_capability("ENABLE"):
+            client.enable("CONDSTORE")
+        _condstore_clients.add(client)
+    return True
+
+
+@dataclasses.dataclass
+class _Run:
+    client: typing.Any
+    folder: str
+    window_start: typing.Any
+    status: typing.Any
+    batch_size: int
+    max_batch_bytes: int
+    max_message_bytes: int
+    partial_bytes: int
+    known_failures: frozenset
+    total: int = 0
+
+
+def _truncation_reason(raw, max_message_bytes):
+    if not raw.is_partial:
+        return ""
+    return ("The message is %s, over the %s limit: imported with its headers and text only, without attachments."
+            % (parse.human_size(raw.size), parse.human_size(max_message_bytes)))
+
+
+def _fetch_batch(run, uids, sizes):
+    """Fetch and parse one batch; returns (messages, failures, gone).
+
+    A connection lost during the batch's FETCH raises :class:`~.errors.ConnectError`
+    with ``uids`` = the batch: a message that makes the server drop the
+    connection every time (Dovecot does on a corrupt file) can then be
+    isolated with ``batch_size=1`` and passed in ``known_failures``.
+    """
+    try:
+        result = fetch.fetch_messages(run.client, uids, sizes, run.max_message_bytes, run.partial_bytes)
+    except (imap_exc.IMAPClientAbortError, OSError) as exc:
+        error = errors.ConnectError(
+            "The connection dropped while fetching the messages with UIDs %s of the folder %r (%s). Try again "
+            "later; if it always happens on the same message, sync that one alone and record it as failed."
+            % (", ".join(map(str, uids)), run.folder, exc), reason="dropped_during_fetch")
+        error.uids = tuple(uids)
+        raise error from exc
+    failures = {uid: text for uid, text in result.errors}
+    gone = []
+    if result.missing:
+        still_there = fetch.existing_uids(run.client, result.missing)
+        for uid in result.missing:
+            if uid in still_there:
+                failures[uid] = "The server returned no body for this message."
+            else:
+                gone.append(uid)
+    messages = []
+    for raw in result.messages:
+        try:
+            parsed = parse.parse_message(raw.body, max_attachment_bytes=run.max_message_bytes,
+                                         truncation_reason=_truncation_reason(raw, run.max_message_bytes),
+                                         size=raw.size)
+        except Exception as exc:  # parse_message is not meant to raise; if it does, record, never skip
+            failures[raw.uid] = "Parsing failed: %s: %s" % (type(exc).__name__, exc)
+            continue
+        messages.append(SyncedMessage(raw.uid, parsed, raw.without_body()))
+    order = {uid: index for index, uid in enumerate(uids)}
+    failed = tuple(FailedMessage(uid, failures[uid]) for uid in sorted(failures, key=order.get))
+    return tuple(messages), failed, tuple(gone)
+
+
+def _batches(run, uids):
+    """(uids, gone, sizes) batches over ``uids`` in the given order, sizes fetched a chunk at a time."""
+    for chunk in fetch.chunks([uid for uid in uids if uid not in run.known_failures], fetch.SIZE_CHUNK):
+        sizes = fetch.fetch_sizes(run.client, chunk)
+        for batch, gone in fetch.plan_batches(chunk, sizes, run.batch_size, run.max_batch_bytes,
+                                              run.max_message_bytes, run.partial_bytes):
+            yield batch, gone, {uid: sizes[uid] for uid in batch}
+
+
+def _steps(run, plan):
+    """Work units ``(uids, gone, sizes, state)``: ``state`` may be saved once ``uids`` are handed over."""
+    state = plan.state
+    if plan.fetch_new:
+        uids = fetch.search_uids(run.client, state.last_uid + 1, since=state.window_start)
+        run.total += len(uids)
+        top = max([state.last_uid, (run.status.uidnext or 1) - 1] + uids[-1:])
+        for batch, gone, sizes in _batches(run, uids):
+            state = dataclasses.replace(state, last_uid=max(batch + gone))
+            yield batch, gone, sizes, state
+        state = dataclasses.replace(state, last_uid=top)
+        yield (), (), {}, state
+    while state.is_backfilling:
+        uids = fetch.search_uids(run.client, 1, state.backfill_uid - 1, since=state.window_start,
+                                 before=state.backfill_before)
+        uids.reverse()
+        run.total += len(uids)
+        for batch, gone, sizes in _batches(run, uids):
+            state = dataclasses.replace(state, backfill_uid=min(batch + gone))
+            yield batch, gone, sizes, state
+        state = dataclasses.replace(state, backfill_uid=None, backfill_before=None)
+        # A window made longer while this pass ran gets its own pass now.
+        state = plan_sync(state, run.status, run.window_start).state
+        yield (), (), {}, state
+
+
+def sync_folder(client, folder_name, saved_state, window_start, batch_size=DEFAULT_BATCH_SIZE,
+                max_batch_bytes=DEFAULT_MAX_BATCH_BYTES, deadline=None, known_failures=(),
+                max_message_bytes=fetch.MAX_MESSAGE_BYTES, partial_bytes=fetch.PARTIAL_BYTES):
+    """Sync one folder; yield :class:`SyncBatch` es, the last one with ``done=True`` unless stopped.
+
+    ``saved_state``: the :class:`FolderState` of the last stored batch (None
+    for a first sync). ``window_start``: the first day to sync (SEARCH
+    SINCE). ``deadline``: a ``time.monotonic()`` value; after the batch
+    during which it passes, the run stops with ``done=False``.
+    ``known_failures``: UIDs the caller already recorded as failed; they are
+    left to :func:`retry_uids`. Messages over ``max_message_bytes`` are
+    imported from their first ``partial_bytes``, without attachments.
+
+    Raises :class:`~.errors.FolderMissingError` if the folder is gone or
+    cannot be selected; connection drops surface as imapclient/socket
+    errors, which :func:`.connection.imap_session` turns into
+    :class:`~.errors.ConnectError`.
+    """
+    if batch_size < 1 or max_batch_bytes < 1:
+        raise ValueError("batch_size and max_batch_bytes must be positive")
+    saved = saved_state or FolderState()
+    condstore = enable_condstore(client)
+    status = read_folder_status(client, folder_name, condstore)
+    plan = plan_sync(saved, status, window_start)
+    if not plan.needs_select:
+        yield SyncBatch((), (), dataclasses.replace(plan.state, highestmodseq=status.highestmodseq), done=True,
+                        total_in_window=None, action=plan.action, folder=folder_name)
+        return
+    try:
+        yield from _sync_selected(client, folder_name, saved, window_start, condstore, deadline, dict(
+            batch_size=batch_size, max_batch_bytes=max_batch_bytes, max_message_bytes=max_message_bytes,
+            partial_bytes=partial_bytes, known_failures=frozenset(known_failures)))
+    except imap_exc.IMAPClientAbortError:
+        raise
+    except imap_exc.IMAPClientError as exc:
+        raise errors.ConnectError("The server refused a command while syncing the folder %r: %s. Try again later."
+                                  % (folder_name, exc), reason="server_error") from exc
+
+
+def _sync_selected(client, folder_name, saved, window_start, condstore, deadline, limits):
+    selected = examine_folder(client, folder_name)
+    # EXAMINE's counters are the snapshot the run works from.
+    plan = plan_sync(saved, selected, window_start)
+    final_modseq = selected.highestmodseq if condstore else None
+    run = _Run(client=client, folder=folder_name, window_start=window_start, status=selected, **limits)
+
+    def build(step, done):
+        uids, gone, sizes, state = step
+        messages, failures, more_gone = _fetch_batch(run, uids, sizes) if uids else ((), (), ())
+        if done:
+            state = dataclasses.replace(state, highestmodseq=final_modseq)
+        return SyncBatch(messages, failures, state, done=done, total_in_window=run.total,
+                         gone=tuple(gone) + more_gone, action=plan.action, folder=folder_name)
+
+    pending = None
+    for step in _steps(run, plan):
+        if pending is not None and not step[0] and not step[1]:
+            # A state-only step (a phase ended): its state goes with the pending batch.
+            pending = pending[:3] + (step[3],)
+            continue
+        if pending is not None and (pending[0] or pending[1]):
+            yield build(pending, done=False)
+            if deadline is not None and time.monotonic() >= deadline:
+                return
+        pending = step
+    yield build(pending or ((), (), {}, plan.state), done=True)
+
+
+def retry_uids(client, folder_name, uidvalidity, uids, max_message_bytes=fetch.MAX_MESSAGE_BYTES,
+               partial_bytes=fetch.PARTIAL_BYTES, batch_size=DEFAULT_BATCH_SIZE,
+               max_batch_bytes=DEFAULT_MAX_BATCH_BYTES):
+    """Fetch again UIDs recorded as failed; returns a :class:`RetryResult`.
+
+    Raises :class:`~.errors.UidValidityError` if the folder's UIDVALIDITY is
+    no longer ``uidvalidity`` (the recorded UIDs mean nothing any more), and
+    :class:`~.errors.FolderMissingError` if the folder is gone. UIDs no longer
+    in the folder come back in ``gone``.
+    """
+    selected = examine_folder(client, folder_name)
+    if selected.uidvalidity != uidvalidity:
+        raise errors.UidValidityError(
+            "The folder %r was rebuilt on the server (UIDVALIDITY %s, was %s): its messages are matched again "
+            "at the next sync." % (folder_name, selected.uidvalidity, uidvalidity))
+    run = _Run(client=client, folder=folder_name, window_start=None, status=selected, batch_size=batch_size,
+               max_batch_bytes=max_batch_bytes, max_message_bytes=max_message_bytes, partial_bytes=partial_bytes,
+               known_failures=frozenset())
+    messages, failures, gone = [], [], []
+    for batch, batch_gone, sizes in _batches(run, sorted(set(uids))):
+        fetched, failed, more_gone = _fetch_batch(run, batch, sizes) if batch else ((), (), ())
+        messages.extend(fetched)
+        failures.extend(failed)
+        gone.extend(batch_gone + more_gone)
+    return RetryResult(tuple(messages), tuple(failures), tuple(gone))
