@@ -2,6 +2,7 @@
 
 import datetime
 import os
+import random
 import re
 
 import pytest
@@ -316,3 +317,35 @@ def test_generated_mail_parses_back():
         assert not parsed.defects
     assert kinds == set(mailgen.KINDS)
     assert any(message.in_reply_to for message in messages)
+
+
+def test_mutated_corpus_never_raises():
+    """Deterministic fuzzing: corpus messages with random bytes changed, inserted and cut."""
+    rng = random.Random(2026)
+    corpus = [load(name) for name in CORPUS]
+    pieces = (b"=?", b"?=", b"\r\n", b"--", b"=?utf-8?q?", b"=?x?b?", b"<", b">", b"\x00", b"\xff", b"\r\n--a\r\n",
+              b'Content-Type: multipart/mixed; boundary="a"\r\n', b'charset="rot13"', b"filename*=")
+    for _ in range(400):
+        raw = bytearray(rng.choice(corpus))
+        for _ in range(rng.randint(1, 20)):
+            position = rng.randrange(len(raw) + 1)
+            choice = rng.random()
+            if choice < 0.4 and raw:
+                raw[min(position, len(raw) - 1)] = rng.randrange(256)
+            elif choice < 0.7:
+                raw[position:position] = rng.choice(pieces)
+            else:
+                del raw[position:position + rng.randint(1, 50)]
+        parsed = parse.parse_message(bytes(raw))
+        for text in all_strings(parsed):
+            assert "\x00" not in text and not re.search("[\ud800-\udfff]", text)
+
+
+def test_non_ascii_inside_an_encoded_word():
+    # An RFC 2231 filename whose bad byte the email package already turned into U+FFFD, wrapped in an encoded word.
+    raw = (b"From: a@b.example\r\nSubject: =?utf-8?q?caf\xc3\xa9_\xff?=\r\n"
+           b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
+           b"Content-Disposition: attachment; filename*=utf-8''%3D%3Futf-8%3Fq%3Fr%FF%3F%3D\r\n\r\nx\r\n--b--\r\n")
+    parsed = parse.parse_message(raw)
+    assert parsed.subject.startswith("café")
+    assert parsed.attachments[0].filename == "r\ufffd"

@@ -45,6 +45,7 @@ ENCODED_WORD_RE = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?]*)\?=")
 MESSAGE_ID_RE = re.compile(r"<([^<>]*)>")
 META_CHARSET_RE = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.I)
 SURROGATE_RE = re.compile("[\ud800-\udfff]")
+CONTENT_TYPE_RE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*$")
 FOLD_RE = re.compile(r"\r?\n(?=[ \t])")
 
 #: Labels that browsers and mail clients read as Windows-1252, and whose
@@ -224,7 +225,7 @@ def _decode_word(charset, encoding, payload, defects, where):
         except (binascii.Error, ValueError):
             defects.append("%s: broken base64 encoded word" % where)
             return None
-    data = payload.replace("_", " ").encode("ascii", "surrogateescape")
+    data = payload.replace("_", " ").encode("utf-8", "surrogateescape")
     return re.sub(rb"=([0-9A-Fa-f]{2})", lambda match: bytes([int(match.group(1), 16)]), data)
 
 
@@ -427,7 +428,8 @@ def _safe(function, default=None):
 
 
 def _content_type(part):
-    return (_safe(part.get_content_type) or "text/plain").lower()
+    content_type = (_safe(part.get_content_type) or "text/plain").lower()
+    return content_type if CONTENT_TYPE_RE.match(content_type) else "application/octet-stream"
 
 
 def _disposition(part):
