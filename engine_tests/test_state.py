@@ -47,6 +47,11 @@ def test_first_sync_backfills_from_the_top():
     assert plan.state == FolderState(uidvalidity=7, last_uid=50, backfill_uid=51, window_start=FEB)
 
 
+def test_a_datetime_window_start_counts_for_its_day():
+    plan = plan_sync(synced(), FolderStatus(uidvalidity=7, uidnext=101), datetime.datetime(2026, 2, 1, 15, 30))
+    assert plan.action == state.NOTHING and plan.state.window_start == FEB
+
+
 def test_first_sync_of_an_empty_folder_needs_no_select():
     plan = plan_sync(None, FolderStatus(uidvalidity=7, uidnext=1), FEB)
     assert not plan.needs_select

@@ -148,6 +148,11 @@ class SyncPlan:
         return self.fetch_new or self.backfill
 
 
+def as_date(value):
+    """The day of ``value`` (a datetime counts for its date: SEARCH SINCE works by day)."""
+    return value.date() if isinstance(value, datetime.datetime) else value
+
+
 def plan_sync(saved, status, window_start):
     """Compare the saved state with the folder's status; pure, no I/O.
 
@@ -156,6 +161,7 @@ def plan_sync(saved, status, window_start):
     moves the state's start forward, so nothing below it is fetched again.
     """
     saved = saved or FolderState()
+    window_start = as_date(window_start)
     if saved.uidvalidity is None or saved.uidvalidity != status.uidvalidity:
         action = BACKFILL if saved.uidvalidity is None else RESYNC
         reason = ("first sync" if action == BACKFILL

@@ -33,7 +33,7 @@ import weakref
 from imapclient import exceptions as imap_exc
 
 from . import errors, fetch, parse
-from .state import FolderState, examine_folder, plan_sync, read_folder_status
+from .state import FolderState, as_date, examine_folder, plan_sync, read_folder_status
 
 DEFAULT_BATCH_SIZE = 50
 DEFAULT_MAX_BATCH_BYTES = 20 * 1024 * 1024
@@ -227,6 +227,7 @@ def sync_folder(client, folder_name, saved_state, window_start, batch_size=DEFAU
     if batch_size < 1 or max_batch_bytes < 1:
         raise ValueError("batch_size and max_batch_bytes must be positive")
     saved = saved_state or FolderState()
+    window_start = as_date(window_start)
     condstore = enable_condstore(client)
     status = read_folder_status(client, folder_name, condstore)
     plan = plan_sync(saved, status, window_start)
