@@ -4,6 +4,7 @@ from odoo import _, api, fields, models
 from odoo.exceptions import UserError, ValidationError
 
 from ..engine import connection, errors, folders, smtp
+from ..engine.parse import normalize_address
 from ..engine.window import DEFAULT_WINDOW, WINDOWS, window_start
 from .onpipeline_mail_provider import SECURITY_SELECTION
 
@@ -256,6 +257,12 @@ class OnpipelineMailbox(models.Model):
             verify_tls=not self.allow_self_signed, ca_file=self._extra_ca_file(),
             provider_note=self.provider_id.note or "",
         )
+
+    def _own_addresses(self):
+        """The normalized addresses this mailbox sends as: mail from them is outgoing."""
+        self.ensure_one()
+        candidates = (self.email, self.imap_login, self.smtp_login)
+        return {address for address in map(normalize_address, candidates) if "@" in address}
 
     def _sync_window_start(self, today=None):
         self.ensure_one()

@@ -1,4 +1,8 @@
-from odoo import fields, models
+from odoo import api, fields, models
+
+from .onpipeline_mailbox_sync import DEFAULT_MAX_MESSAGE_MB
+
+SYNC_CRON = "onpipeline_mail.ir_cron_onpipeline_mail_sync"
 
 
 class ResConfigSettings(models.TransientModel):
@@ -11,3 +15,23 @@ class ResConfigSettings(models.TransientModel):
         "Extra Trusted CA File", config_parameter="onpipeline_mail.extra_ca_file",
         help="Path on the Odoo server of a PEM file with a private certificate authority to trust, "
              "in addition to the system's.")
+    onpipeline_mail_sync_interval = fields.Integer(
+        "Sync Every (minutes)", compute="_compute_onpipeline_mail_sync_interval",
+        inverse="_inverse_onpipeline_mail_sync_interval", readonly=False)
+    onpipeline_mail_max_message_size_mb = fields.Float(
+        "Largest Email Imported Whole (MB)", config_parameter="onpipeline_mail.max_message_size_mb",
+        default=DEFAULT_MAX_MESSAGE_MB,
+        help="Larger emails are kept with their headers and text, without attachments, and say so.")
+
+    @api.depends("company_id")
+    def _compute_onpipeline_mail_sync_interval(self):
+        cron = self.env.ref(SYNC_CRON, raise_if_not_found=False)
+        for settings in self:
+            settings.onpipeline_mail_sync_interval = cron.sudo().interval_number if cron else 5
+
+    def _inverse_onpipeline_mail_sync_interval(self):
+        cron = self.env.ref(SYNC_CRON, raise_if_not_found=False)
+        for settings in self:
+            if cron and settings.onpipeline_mail_sync_interval > 0:
+                cron.sudo().write({"interval_number": settings.onpipeline_mail_sync_interval,
+                                   "interval_type": "minutes"})

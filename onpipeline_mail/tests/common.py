@@ -1,14 +1,17 @@
 """Odoo tier fixtures: real Dovecot and SMTP servers, shared by every test of the run."""
 
 import atexit
+import datetime
+import email.message
+import email.utils
 import itertools
 import os
 import tempfile
 
 from odoo.addons.mail.tests.common import MailCommon, mail_new_test_user
 
+from ..engine.connection import ServerSettings, imap_session
 from ..engine.testing.accounts import provision
-from ..engine.connection import ServerSettings
 from ..engine.testing.dovecot import Dovecot
 from ..engine.testing.smtp_server import SmtpServer
 
@@ -74,3 +77,32 @@ class OnpipelineMailCase(MailCommon):
     def create_mailbox(self, account, user=None, **overrides):
         Mailbox = self.env["onpipeline.mailbox"].with_user(user or self.user_alice)
         return Mailbox.create(self.mailbox_values(account, **overrides))
+
+
+def make_message(subject, sender="Customer <customer@client.example>", to="odoo@example.test", date=None,
+                 message_id=True, body="Hello", html=None, attachments=(), **headers):
+    """A simple email as bytes; ``message_id=True`` makes a unique one, a string sets it, False leaves it out."""
+    message = email.message.EmailMessage()
+    message["From"] = sender
+    message["To"] = to
+    message["Subject"] = subject
+    message["Date"] = email.utils.format_datetime(date or datetime.datetime.now(datetime.timezone.utc))
+    if message_id is True:
+        message["Message-ID"] = email.utils.make_msgid(domain="client.example")
+    elif message_id:
+        message["Message-ID"] = message_id
+    for name, value in headers.items():
+        message[name.replace("_", "-")] = value
+    message.set_content(body)
+    if html:
+        message.add_alternative(html, subtype="html")
+    for filename, content_type, data in attachments:
+        maintype, subtype = content_type.split("/")
+        message.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
+    return message.as_bytes()
+
+
+def append(account, folder, raw, date=None, flags=()):
+    """APPEND ``raw`` to ``folder`` with INTERNALDATE ``date`` (what SEARCH SINCE looks at)."""
+    with imap_session(account) as client:
+        client.append(folder, raw, flags=flags, msg_time=date or datetime.datetime.now(datetime.timezone.utc))

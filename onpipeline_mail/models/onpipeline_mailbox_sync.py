@@ -1,0 +1,292 @@
+"""Syncing a mailbox: the ORM side of the engine's ``sync_folder`` batches.
+
+Each batch is stored together with the folder's new sync position in one
+transaction, then committed by the caller: a sync killed at any point
+resumes from the last committed batch and, since messages are deduplicated
+by key and locations by (folder, UIDVALIDITY, UID), nothing is imported
+twice and nothing is lost.
+"""
+
+import contextlib
+import datetime
+import logging
+import time
+
+from odoo import _, api, fields, models
+from odoo.exceptions import UserError
+
+from ..engine import connection, errors, sync
+from ..engine.state import FolderState
+
+_logger = logging.getLogger(__name__)
+
+DEFAULT_TIME_BUDGET = 240  # seconds of syncing per cron run, over all mailboxes
+DEFAULT_MAILBOX_BUDGET = 60  # seconds per mailbox and run, so one huge mailbox cannot starve the others
+DEFAULT_BATCH_SIZE = 200
+DEFAULT_MAX_MESSAGE_MB = 25
+#: Waits after the 1st, 2nd... consecutive failed run of a mailbox; the last repeats.
+AUTH_BACKOFF = (datetime.timedelta(hours=1), datetime.timedelta(hours=4), datetime.timedelta(hours=12),
+                datetime.timedelta(days=1))
+CONNECT_BACKOFF = (datetime.timedelta(minutes=5), datetime.timedelta(minutes=15), datetime.timedelta(hours=1))
+#: Namespace of the PostgreSQL advisory locks that keep two workers off one mailbox.
+LOCK_NAMESPACE = 0x6F6E70  # "onp"
+
+
+class SyncBusy(Exception):
+    """Another worker is syncing this mailbox right now."""
+
+
+class OnpipelineMailbox(models.Model):
+    _inherit = "onpipeline.mailbox"
+
+    synced_message_ids = fields.One2many("onpipeline.mail.message", "mailbox_id", "Synced Emails")
+    message_count = fields.Integer("Emails", compute="_compute_sync_counts")
+    failure_ids = fields.One2many("onpipeline.mail.sync.failure", "mailbox_id", "Sync Failures",
+                                  domain=[("state", "=", "pending")])
+    failure_count = fields.Integer("Failed Emails", compute="_compute_sync_counts")
+    last_sync_date = fields.Datetime("Last Successful Sync", readonly=True, copy=False)
+    last_sync_error = fields.Text(readonly=True, copy=False)
+    last_sync_error_date = fields.Datetime(readonly=True, copy=False)
+    sync_error_count = fields.Integer(readonly=True, copy=False, help="Consecutive failed sync runs.")
+    next_sync_date = fields.Datetime(readonly=True, copy=False, help="No sync before this time (after errors).")
+    is_sync_complete = fields.Boolean(
+        "Caught Up", readonly=True, copy=False,
+        help="The last run reached the end of every selected folder within its time budget.")
+    sync_progress = fields.Char("First Sync", compute="_compute_sync_counts")
+
+    @api.depends("synced_message_ids", "failure_ids", "folder_ids.window_total", "folder_ids.message_count")
+    def _compute_sync_counts(self):
+        Message = self.env["onpipeline.mail.message"]
+        counts = dict(Message._read_group([("mailbox_id", "in", self.ids)], ["mailbox_id"], ["__count"]))
+        for mailbox in self:
+            mailbox.message_count = counts.get(mailbox._origin, 0)
+            mailbox.failure_count = len(mailbox.failure_ids)
+            selected = mailbox.folder_ids.filtered("is_selected")
+            total = sum(selected.mapped("window_total"))
+            done = sum(min(folder.message_count, folder.window_total) for folder in selected)
+            mailbox.sync_progress = _("%(done)s / %(total)s", done=done, total=total) if total else False
+
+    # ------------------------------------------------------------------
+    # Entry points
+    # ------------------------------------------------------------------
+
+    @api.model
+    def _cron_sync_mailboxes(self):
+        """Scheduled action: sync every connected mailbox within a time budget, committing per batch."""
+        params = self.env["ir.config_parameter"].sudo()
+        budget = int(params.get_param("onpipeline_mail.sync_time_budget", DEFAULT_TIME_BUDGET))
+        deadline = time.monotonic() + budget
+        mailboxes = self.sudo()._mailboxes_due()
+        done = 0
+        for mailbox in mailboxes:
+            if time.monotonic() >= deadline:
+                break
+            try:
+                mailbox._sync(commit=self.env.cr.commit, deadline=deadline)
+            except SyncBusy:
+                _logger.info("Mailbox %s is being synced by another worker: skipped", mailbox.id)
+            done += 1
+            self.env.cr.commit()
+        remaining = len(mailboxes) - done + len(mailboxes.filtered(lambda m: not m.is_sync_complete))
+        self.env["ir.cron"]._notify_progress(done=done, remaining=remaining)
+
+    def _mailboxes_due(self):
+        now = fields.Datetime.now()
+        mailboxes = self.search([
+            ("active", "=", True), ("state", "in", ("connected", "error")),
+            "|", ("next_sync_date", "=", False), ("next_sync_date", "<=", now),
+        ])
+        mailboxes = mailboxes.filtered(lambda m: m.sudo().imap_password and (
+            m.mailbox_type == "team" or m.user_id.has_group("onpipeline_mail.group_personal_mailbox")))
+        # Unfinished first syncs and the longest-waiting mailboxes go first.
+        return mailboxes.sorted(lambda m: (m.is_sync_complete, m.last_sync_date or datetime.datetime.min))
+
+    def action_sync_now(self):
+        """Sync now (button): a bounded run in this request; the scheduled action continues if needed."""
+        self.check_access("read")
+        for mailbox in self.sudo():
+            if mailbox.state == "not_connected":
+                raise UserError(_("%s is not connected: check its settings first.", mailbox.name))
+            try:
+                mailbox._sync(commit=None, deadline=time.monotonic() + DEFAULT_MAILBOX_BUDGET / 2, manual=True)
+            except SyncBusy:
+                raise UserError(_("%s is already being synced. Try again in a moment.", mailbox.name)) from None
+        if not all(self.sudo().mapped("is_sync_complete")):
+            self.env.ref("onpipeline_mail.ir_cron_onpipeline_mail_sync").sudo()._trigger()
+        return True
+
+    def action_reinitialize_sync(self):
+        """Forget the sync positions: the next sync reads the window again, without duplicates."""
+        self.check_access("write")
+        for mailbox in self.sudo():
+            mailbox.folder_ids.write({"sync_state": False, "window_total": 0, "pause_reason": False})
+            mailbox.failure_ids.unlink()
+            mailbox.write({"is_sync_complete": False, "next_sync_date": False, "sync_error_count": 0})
+            mailbox.message_post(body=_("Sync reinitialized: the selected folders will be read again from %s.",
+                                        mailbox._sync_window_start()))
+        self.env.ref("onpipeline_mail.ir_cron_onpipeline_mail_sync").sudo()._trigger()
+        return True
+
+    # ------------------------------------------------------------------
+    # One mailbox
+    # ------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _sync_lock(self):
+        """A session advisory lock: held across the batch commits, released on exit or if the worker dies."""
+        cr = self.env.cr
+        cr.execute("SELECT pg_try_advisory_lock(%s, %s)", (LOCK_NAMESPACE, self.id))
+        if not cr.fetchone()[0]:
+            raise SyncBusy()
+        try:
+            yield
+        finally:
+            cr.execute("SELECT pg_advisory_unlock(%s, %s)", (LOCK_NAMESPACE, self.id))
+
+    def _sync(self, commit=None, deadline=None, manual=False):
+        """Sync the selected folders, then retry due failures. ``commit`` is called after each batch."""
+        self.ensure_one()
+        # The sync is a system process: it writes messages that no user may create.
+        self = self.sudo()  # noqa: PLW0642
+        commit = commit or (lambda: None)
+        params = self.env["ir.config_parameter"].sudo()
+        budget = int(params.get_param("onpipeline_mail.sync_mailbox_budget", DEFAULT_MAILBOX_BUDGET))
+        mailbox_deadline = time.monotonic() + budget
+        deadline = min(deadline, mailbox_deadline) if deadline else mailbox_deadline
+        with self._sync_lock():
+            complete = True
+            try:
+                with connection.imap_session(self._imap_settings()) as client:
+                    for folder in self._folders_to_sync():
+                        if time.monotonic() >= deadline:
+                            complete = False
+                            break
+                        complete &= folder._sync_folder(client, commit, deadline)
+                    if time.monotonic() < deadline:
+                        self._retry_failures(client, commit)
+            except errors.MailSyncError as exc:
+                self._record_sync_error(exc)
+                commit()
+                return False
+            self.write({
+                "state": "connected", "last_error": False, "error_reason": False, "last_sync_date": fields.Datetime.now(),
+                "sync_error_count": 0, "next_sync_date": False, "is_sync_complete": complete,
+            })
+            commit()
+            return True
+
+    def _folders_to_sync(self):
+        return self.folder_ids.filtered(lambda f: f.is_selected and f.is_selectable and f.is_present
+                                        and not f.pause_reason)
+
+    def _record_sync_error(self, exc):
+        auth = isinstance(exc, errors.AuthError)
+        count = self.sync_error_count + 1
+        backoff = AUTH_BACKOFF if auth else CONNECT_BACKOFF
+        now = fields.Datetime.now()
+        was_in_error = self.state == "error"
+        values = {"last_sync_error": str(exc), "last_sync_error_date": now, "sync_error_count": count,
+                  "next_sync_date": now + backoff[min(count, len(backoff)) - 1]}
+        if auth:
+            values.update(state="error", last_error=str(exc), error_reason=exc.reason)
+        self.write(values)
+        _logger.info("Mailbox %s: sync failed (%s), next try after %s", self.id, exc.reason, values["next_sync_date"])
+        if auth and not was_in_error:
+            self._notify_owner_of_error(str(exc))
+
+    def _notify_owner_of_error(self, message):
+        """Tell the owner once, with an activity, until the mailbox connects again."""
+        owner = self.user_id or self.team_id.user_id or self.create_uid
+        self.activity_schedule(
+            "mail.mail_activity_data_warning", user_id=owner.id,
+            summary=_("Your mailbox %s cannot connect", self.email),
+            note=_("%s<br/>Open the mailbox, fix the settings and save: the sync starts again by itself.", message))
+
+    def _retry_failures(self, client, commit):
+        Failure = self.env["onpipeline.mail.sync.failure"]
+        due = Failure.search([("mailbox_id", "=", self.id), ("state", "=", "pending"),
+                              ("next_retry_date", "<=", fields.Datetime.now())])
+        for folder in due.folder_id:
+            if folder not in self._folders_to_sync():
+                continue
+            folder_failures = due.filtered(lambda f: f.folder_id == folder)
+            for uidvalidity in set(folder_failures.mapped("uidvalidity")):
+                uids = folder_failures.filtered(lambda f: f.uidvalidity == uidvalidity).mapped("uid")
+                try:
+                    batch = sync.retry_uids(client, folder.name, uidvalidity, uids, **folder._fetch_options())
+                except errors.UidValidityError:
+                    # The folder was renumbered: its normal resync re-reads these messages.
+                    folder_failures.filtered(lambda f: f.uidvalidity == uidvalidity).unlink()
+                    continue
+                except errors.FolderMissingError as exc:
+                    folder.write({"pause_reason": str(exc)})
+                    continue
+                folder._store_sync_batch(uidvalidity, batch.messages, batch.failures)
+                commit()
+
+
+class OnpipelineMailboxFolder(models.Model):
+    _inherit = "onpipeline.mailbox.folder"
+
+    sync_state = fields.Json(copy=False, readonly=True, help="The engine's FolderState: where the sync stands.")
+    window_total = fields.Integer("Messages In Period", readonly=True, copy=False)
+    message_count = fields.Integer("Synced", compute="_compute_message_count")
+    last_sync_date = fields.Datetime(readonly=True, copy=False)
+    pause_reason = fields.Char(readonly=True, copy=False,
+                               help="Why the sync of this folder stopped; refresh the folders to resume.")
+
+    def _compute_message_count(self):
+        Location = self.env["onpipeline.mail.message.location"]
+        counts = dict(Location._read_group([("folder_id", "in", self.ids)], ["folder_id"], ["__count"]))
+        for folder in self:
+            folder.message_count = counts.get(folder._origin, 0)
+
+    def _fetch_options(self):
+        params = self.env["ir.config_parameter"].sudo()
+        max_mb = float(params.get_param("onpipeline_mail.max_message_size_mb", DEFAULT_MAX_MESSAGE_MB))
+        return {"max_message_bytes": int(max_mb * 1024 * 1024)}
+
+    def _sync_folder(self, client, commit, deadline):
+        """Sync one folder batch by batch; returns True when it reached the end."""
+        self.ensure_one()
+        params = self.env["ir.config_parameter"].sudo()
+        batch_size = int(params.get_param("onpipeline_mail.sync_batch_size", DEFAULT_BATCH_SIZE))
+        saved = FolderState.from_dict(self.sync_state or {})
+        # Recorded failures are retried on their own schedule, not on every run.
+        known_failures = self.env["onpipeline.mail.sync.failure"].search([
+            ("folder_id", "=", self.id), ("uidvalidity", "=", saved.uidvalidity or 0), ("state", "=", "pending"),
+        ]).mapped("uid")
+        try:
+            for batch in sync.sync_folder(client, self.name, saved, self.mailbox_id._sync_window_start(),
+                                          batch_size=batch_size, deadline=deadline, known_failures=known_failures,
+                                          **self._fetch_options()):
+                if batch.state.uidvalidity != saved.uidvalidity and saved.uidvalidity:
+                    # Renumbered folder: old positions mean nothing any more;
+                    # messages themselves are matched again by key.
+                    self._forget_uidvalidity(saved.uidvalidity)
+                    saved = batch.state
+                self._store_sync_batch(batch.state.uidvalidity, batch.messages, batch.failures)
+                values = {"sync_state": batch.state.to_dict(), "last_sync_date": fields.Datetime.now()}
+                if batch.total_in_window is not None:
+                    values["window_total"] = batch.total_in_window
+                self.write(values)
+                commit()
+                if batch.done:
+                    return True
+        except errors.FolderMissingError as exc:
+            self.write({"pause_reason": str(exc)})
+            commit()
+            return True
+        return False
+
+    def _store_sync_batch(self, uidvalidity, fetched, failures):
+        self.env["onpipeline.mail.message"]._store_batch(self, uidvalidity, fetched)
+        Failure = self.env["onpipeline.mail.sync.failure"]
+        Failure._resolve(self, uidvalidity, [uid for uid, _parsed, _meta in fetched])
+        Failure._record(self, uidvalidity, failures)
+
+    def _forget_uidvalidity(self, uidvalidity):
+        self.env["onpipeline.mail.message.location"].search(
+            [("folder_id", "=", self.id), ("uidvalidity", "=", uidvalidity)]).unlink()
+        self.env["onpipeline.mail.sync.failure"].search(
+            [("folder_id", "=", self.id), ("uidvalidity", "=", uidvalidity)]).unlink()

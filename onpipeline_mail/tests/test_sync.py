@@ -1,0 +1,257 @@
+import datetime
+from unittest.mock import patch
+
+from odoo import fields
+from odoo.exceptions import AccessError
+from odoo.tests import tagged
+from odoo.tools import mute_logger
+
+from ..engine.connection import imap_session
+from ..models.onpipeline_mailbox_sync import LOCK_NAMESPACE, SyncBusy
+from .common import OnpipelineMailCase, append, make_message
+
+UTC = datetime.timezone.utc
+
+
+def days_ago(days):
+    return datetime.datetime.now(UTC) - datetime.timedelta(days=days)
+
+
+@tagged("post_install", "-at_install", "onpipeline_mail")
+class TestMailboxSync(OnpipelineMailCase):
+
+    def setUp(self):
+        super().setUp()
+        self.account = self.new_account(layout="plain")
+        self.mailbox = self.create_mailbox(self.account, sync_window="1m")
+        self.Message = self.env["onpipeline.mail.message"]
+
+    def folder(self, name):
+        return self.mailbox.folder_ids.filtered(lambda folder: folder.name == name)
+
+    def messages(self):
+        return self.Message.search([("mailbox_id", "=", self.mailbox.id)])
+
+    def server_flags(self, folder="INBOX"):
+        with imap_session(self.account) as client:
+            client.select_folder(folder, readonly=True)
+            return {uid: set(data[b"FLAGS"]) for uid, data in client.fetch(client.search("ALL"), ["FLAGS"]).items()}
+
+    def test_first_sync_imports_the_window_and_a_second_sync_nothing(self):
+        append(self.account, "INBOX", make_message("recent", html="<p>Hi <b>there</b></p>"), date=days_ago(2))
+        append(self.account, "INBOX", make_message("three weeks"), date=days_ago(21))
+        append(self.account, "INBOX", make_message("too old"), date=days_ago(60))
+        append(self.account, "Sent", make_message("my answer", sender=self.account.username,
+                                                   to="customer@client.example"), date=days_ago(1))
+        flags_before = self.server_flags()
+        self.assertTrue(self.mailbox._sync())
+        messages = self.messages()
+        self.assertEqual(sorted(messages.mapped("subject")), ["my answer", "recent", "three weeks"])
+        self.assertEqual(messages.filtered(lambda m: m.subject == "my answer").direction, "outgoing")
+        self.assertEqual(messages.filtered(lambda m: m.subject == "recent").direction, "incoming")
+        recent = messages.filtered(lambda m: m.subject == "recent")
+        self.assertIn("<b>there</b>", recent.body_html)
+        self.assertEqual(recent.email_from, "Customer <customer@client.example>")
+        self.assertEqual(recent.folder_ids, self.folder("INBOX"))
+        self.assertTrue(self.mailbox.last_sync_date)
+        self.assertTrue(self.mailbox.is_sync_complete)
+        self.assertEqual(self.folder("INBOX").window_total, 2)
+        self.assertEqual(self.folder("INBOX").message_count, 2)
+        # Reading never changed a flag on the server.
+        self.assertEqual(self.server_flags(), flags_before)
+        self.assertFalse(any(b"\\Seen" in flags for flags in flags_before.values()))
+
+        self.mailbox._sync()
+        self.assertEqual(self.messages(), messages, "a second run imports nothing")
+        append(self.account, "INBOX", make_message("new one"))
+        self.mailbox._sync()
+        self.assertEqual(len(self.messages()), 4)
+
+    def test_same_message_in_two_folders_is_one_record(self):
+        raw = make_message("copied", message_id="<same-123@client.example>")
+        append(self.account, "INBOX", raw)
+        append(self.account, "Archive", raw)
+        self.folder("Archive").is_selected = True
+        self.mailbox._sync()
+        message = self.messages()
+        self.assertEqual(len(message), 1)
+        self.assertEqual(message.message_key, "<same-123@client.example>")
+        self.assertEqual(message.folder_ids, self.folder("INBOX") | self.folder("Archive"))
+
+    def test_missing_and_reused_message_ids(self):
+        append(self.account, "INBOX", make_message("no id one", message_id=False))
+        append(self.account, "INBOX", make_message("no id two", message_id=False))
+        append(self.account, "INBOX", make_message("reused A", message_id="<dup@broken.example>"))
+        append(self.account, "INBOX", make_message("reused B", message_id="<dup@broken.example>"))
+        self.mailbox._sync()
+        messages = self.messages()
+        self.assertEqual(sorted(messages.mapped("subject")), ["no id one", "no id two", "reused A", "reused B"])
+        self.assertTrue(all(m.message_key.startswith("hash:") for m in messages if m.subject.startswith("no id")))
+        self.mailbox.action_reinitialize_sync()
+        self.mailbox._sync()
+        self.assertEqual(self.messages(), messages, "reinitializing matches every message again")
+
+    def test_hostile_html_is_sanitized_and_attachments_stored(self):
+        html = '<p onclick="steal()">Offer</p><script>alert(1)</script><img src="x" onerror="steal()">'
+        append(self.account, "INBOX", make_message(
+            "hostile", html=html, attachments=[("quote.pdf", "application/pdf", b"%PDF-1.4 quote")]))
+        self.mailbox._sync()
+        message = self.messages()
+        self.assertIn("Offer", message.body_html)
+        for dangerous in ("<script", "onclick", "onerror", "alert(1)"):
+            self.assertNotIn(dangerous, message.body_html)
+        self.assertEqual(message.attachment_ids.mapped("name"), ["quote.pdf"])
+        self.assertEqual(message.attachment_ids.raw, b"%PDF-1.4 quote")
+
+    def test_large_message_keeps_text_without_attachments(self):
+        self.env["ir.config_parameter"].sudo().set_param("onpipeline_mail.max_message_size_mb", "0.05")
+        append(self.account, "INBOX", make_message(
+            "big", body="Please find the plans attached.",
+            attachments=[("plans.bin", "application/octet-stream", b"\x00" * 200_000)]))
+        self.mailbox._sync()
+        message = self.messages()
+        self.assertTrue(message.is_truncated)
+        self.assertTrue(message.truncation_reason)
+        self.assertIn("plans attached", message.body_text)
+        self.assertFalse(message.attachment_ids)
+
+    def test_deselected_folder_stops_and_keeps_its_mail(self):
+        append(self.account, "INBOX", make_message("kept"))
+        self.mailbox._sync()
+        self.folder("INBOX").is_selected = False
+        append(self.account, "INBOX", make_message("not synced"))
+        self.mailbox._sync()
+        self.assertEqual(self.messages().mapped("subject"), ["kept"])
+
+    def test_longer_window_takes_effect_at_next_sync(self):
+        append(self.account, "INBOX", make_message("recent"), date=days_ago(3))
+        append(self.account, "INBOX", make_message("two months"), date=days_ago(60))
+        self.mailbox.sync_window = "1w"
+        self.mailbox._sync()
+        self.assertEqual(self.messages().mapped("subject"), ["recent"])
+        self.mailbox.sync_window = "3m"
+        self.mailbox._sync()
+        self.assertEqual(sorted(self.messages().mapped("subject")), ["recent", "two months"])
+
+    def test_uidvalidity_change_matches_messages_again(self):
+        raws = [make_message("m%d" % n) for n in range(3)]
+        for raw in raws:
+            append(self.account, "Archive", raw)
+        self.folder("Archive").is_selected = True
+        self.mailbox._sync()
+        before = self.messages()
+        old_uidvalidity = self.folder("Archive").sync_state["uidvalidity"]
+        with imap_session(self.account) as client:
+            client.delete_folder("Archive")
+            client.create_folder("Archive")
+        for raw in raws:
+            append(self.account, "Archive", raw)
+        self.mailbox._sync()
+        self.assertEqual(self.messages(), before, "nothing imported twice after a UIDVALIDITY change")
+        new_uidvalidity = self.folder("Archive").sync_state["uidvalidity"]
+        self.assertNotEqual(new_uidvalidity, old_uidvalidity)
+        self.assertEqual(set(before.location_ids.mapped("uidvalidity")), {new_uidvalidity})
+
+    def test_vanished_folder_is_paused_and_others_go_on(self):
+        self.folder("Archive").is_selected = True
+        self.mailbox._sync()
+        with imap_session(self.account) as client:
+            client.delete_folder("Archive")
+        append(self.account, "INBOX", make_message("still arrives"))
+        self.mailbox._sync()
+        self.assertTrue(self.folder("Archive").pause_reason)
+        self.assertEqual(self.messages().mapped("subject"), ["still arrives"])
+        self.assertEqual(self.mailbox.state, "connected")
+
+    def test_recorded_failure_is_retried_and_resolved(self):
+        append(self.account, "INBOX", make_message("was failing"))
+        inbox = self.folder("INBOX")
+        with imap_session(self.account) as client:
+            uidvalidity = client.select_folder("INBOX", readonly=True)[b"UIDVALIDITY"]
+            [uid] = client.search("ALL")
+        # As a previous run that hit an error on this message would have left it:
+        # its position is past the message, the failure is on record.
+        Failure = self.env["onpipeline.mail.sync.failure"]
+        self.mailbox._sync()
+        self.messages().unlink()
+        Failure._record(inbox, uidvalidity, [(uid, "Simulated: connection lost while fetching")])
+        failure = Failure.search([("folder_id", "=", inbox.id)])
+        self.assertEqual((failure.state, failure.attempt_count), ("pending", 1))
+        self.assertGreater(failure.next_retry_date, fields.Datetime.now())
+        self.assertEqual(self.mailbox.failure_count, 1)
+        self.mailbox._sync()
+        self.assertFalse(self.messages(), "not retried before its time")
+        failure.with_user(self.user_alice).action_retry()
+        self.assertEqual(self.messages().mapped("subject"), ["was failing"])
+        self.assertEqual(failure.state, "resolved")
+
+    @mute_logger("odoo.addons.onpipeline_mail.models.onpipeline_mailbox_sync")
+    def test_auth_failure_puts_mailbox_in_error_and_tells_owner_once(self):
+        self.mailbox.sudo().imap_password = "changed-on-the-server"
+        self.assertFalse(self.mailbox._sync())
+        self.assertEqual(self.mailbox.state, "error")
+        self.assertIn("Wrong user name or password", self.mailbox.last_error)
+        self.assertGreater(self.mailbox.next_sync_date, fields.Datetime.now())
+        activities = self.mailbox.activity_ids
+        self.assertEqual(len(activities), 1)
+        self.assertEqual(activities.user_id, self.user_alice)
+        self.mailbox._sync()
+        self.assertEqual(len(self.mailbox.activity_ids), 1, "the owner is told once")
+        self.assertNotIn(self.mailbox, self.env["onpipeline.mailbox"]._mailboxes_due(), "backing off")
+        self.mailbox.with_user(self.user_alice).imap_password_input = self.account.password
+        self.assertEqual(self.mailbox.state, "connected")
+
+    def test_two_workers_never_sync_one_mailbox_at_once(self):
+        with self.registry.cursor() as other_cr:
+            other_cr.execute("SELECT pg_try_advisory_lock(%s, %s)", (LOCK_NAMESPACE, self.mailbox.id))
+            self.assertTrue(other_cr.fetchone()[0])
+            with self.assertRaises(SyncBusy):
+                self.mailbox._sync()
+            other_cr.execute("SELECT pg_advisory_unlock(%s, %s)", (LOCK_NAMESPACE, self.mailbox.id))
+        self.assertTrue(self.mailbox._sync())
+
+    def test_cron_syncs_every_connected_mailbox(self):
+        other = self.create_mailbox(self.new_account(), user=self.user_bob)
+        append(self.account, "INBOX", make_message("for alice"))
+        append(other._imap_settings(), "INBOX", make_message("for bob"))
+        disconnected = self.create_mailbox(self.new_account(), imap_password_input=False)
+        self.assertEqual(disconnected.state, "not_connected")
+        cron = self.env.ref("onpipeline_mail.ir_cron_onpipeline_mail_sync")
+        self.assertTrue(cron.active)
+        self.assertEqual((cron.interval_number, cron.interval_type), (5, "minutes"))
+        # The scheduled action commits after each batch; a test transaction cannot.
+        with patch.object(self.env.cr, "commit"):
+            self.env["onpipeline.mailbox"]._cron_sync_mailboxes()
+        self.assertEqual(self.messages().mapped("subject"), ["for alice"])
+        self.assertEqual(self.Message.search([("mailbox_id", "=", other.id)]).mapped("subject"), ["for bob"])
+
+    def test_sync_interval_setting_drives_the_cron(self):
+        self.env["res.config.settings"].create({"onpipeline_mail_sync_interval": 15}).execute()
+        self.assertEqual(self.env.ref("onpipeline_mail.ir_cron_onpipeline_mail_sync").interval_number, 15)
+
+    @mute_logger("odoo.addons.base.models.ir_rule", "odoo.models")
+    def test_personal_mail_is_visible_to_its_owner_only(self):
+        append(self.account, "INBOX", make_message("private", attachments=[("offer.txt", "text/plain", b"price")]))
+        self.mailbox._sync()
+        message = self.messages()
+        self.assertEqual(message.attachment_ids.with_user(self.user_alice).read(["name"])[0]["name"], "offer.txt")
+        self.assertEqual(self.Message.with_user(self.user_alice).search([]), message)
+        self.assertFalse(self.Message.with_user(self.user_bob).search([]))
+        with self.assertRaises(AccessError):
+            message.with_user(self.user_bob).read(["subject"])
+        with self.assertRaises(AccessError):
+            message.attachment_ids.with_user(self.user_bob).read(["name"])
+        self.assertFalse(self.Message.with_user(self.user_sales_admin).search([]))
+
+    @mute_logger("odoo.addons.base.models.ir_rule", "odoo.models")
+    def test_team_mail_is_visible_to_the_team(self):
+        account = self.new_account()
+        team_mailbox = self.env["onpipeline.mailbox"].with_user(self.user_sales_admin).create(
+            self.mailbox_values(account, mailbox_type="team", team_id=self.team_east.id))
+        append(account, "INBOX", make_message("team mail"))
+        team_mailbox.with_user(self.user_alice).action_sync_now()
+        message = self.Message.search([("mailbox_id", "=", team_mailbox.id)])
+        self.assertEqual(message.subject, "team mail")
+        self.assertEqual(self.Message.with_user(self.user_alice).search([]), message)
+        self.assertEqual(self.Message.with_user(self.user_sales_admin).search([]), message)
+        self.assertFalse(self.Message.with_user(self.user_bob).search([]))
