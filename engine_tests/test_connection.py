@@ -142,3 +142,16 @@ def test_provider_alert_is_passed_to_the_user():
         provider_note="Turn IMAP on.")
     assert error.reason == "auth_alert"
     assert "not enabled for IMAP use" in str(error) and "Turn IMAP on." in str(error)
+
+
+@pytest.mark.parametrize("cut_after", [5, 20, 35])
+def test_connection_dropped_during_login_is_not_a_wrong_password(mailbox, dovecot, cut_after):
+    # Dovecot's greeting carries its capabilities, so the client's first bytes are
+    # the LOGIN command: cutting them mid-way drops the link during LOGIN.
+    from onpipeline_mail.engine.testing.proxy import CuttingProxy
+
+    with CuttingProxy("127.0.0.1", dovecot.port) as proxy:
+        proxy.cut_next(up=cut_after)
+        settings = dataclasses.replace(mailbox, port=proxy.port, security=connection.PLAIN)
+        with pytest.raises(errors.ConnectError):
+            connection.check_imap(settings)

@@ -394,20 +394,7 @@ def sync_until_done(settings, store, window_start, attempts=60):
                         return attempt
         except errors.ConnectError:
             continue
-        except errors.AuthError as exc:
-            # imapclient turns a connection lost during LOGIN into LoginError, which
-            # connection.py reports as AuthError; the abort is still in the chain.
-            if not _dropped(exc):
-                raise
     raise AssertionError("the sync never finished")
-
-
-def _dropped(exc):
-    while exc is not None:
-        if isinstance(exc, imap_exc.IMAPClientAbortError):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
 
 
 def fault_scenario(direct, proxy, cuts=None):

@@ -95,6 +95,10 @@ def open_imap(settings, login=password_login):
         try:
             login(client, settings)
         except imap_exc.LoginError as exc:
+            # imapclient wraps a connection dropped during LOGIN in LoginError
+            # too: that is a network failure to retry, not a wrong password.
+            if isinstance(exc.__context__, (OSError, imap_exc.IMAPClientAbortError)):
+                raise _translate(exc.__context__, settings) from exc
             raise errors.translate_login_error(exc, settings.provider_note) from exc
         # Aware datetimes, as the server sent them, instead of naive local times.
         client.normalise_times = False
