@@ -31,7 +31,8 @@ class OnpipelineMailSyncFailure(models.Model):
     attempt_count = fields.Integer("Attempts", default=1, readonly=True)
     last_attempt_date = fields.Datetime(default=fields.Datetime.now, readonly=True)
     next_retry_date = fields.Datetime(readonly=True, index=True)
-    state = fields.Selection([("pending", "To retry"), ("resolved", "Imported")], default="pending",
+    state = fields.Selection([("pending", "To retry"), ("resolved", "Imported"), ("gone", "Gone from server")],
+                             default="pending",
                              required=True, readonly=True, index=True)
 
     _sql_constraints = [
@@ -59,10 +60,11 @@ class OnpipelineMailSyncFailure(models.Model):
         self.create(to_create)
 
     @api.model
-    def _resolve(self, folder, uidvalidity, uids):
+    def _resolve(self, folder, uidvalidity, uids, state="resolved"):
+        """Close the failures of ``uids``: imported now, or ``gone`` (expunged from the server)."""
         if uids:
             self.search([("folder_id", "=", folder.id), ("uidvalidity", "=", uidvalidity), ("uid", "in", list(uids)),
-                         ("state", "=", "pending")]).write({"state": "resolved", "next_retry_date": False})
+                         ("state", "=", "pending")]).write({"state": state, "next_retry_date": False})
 
     def action_retry(self):
         """Retry now (button): the next sync of the mailbox picks these first."""

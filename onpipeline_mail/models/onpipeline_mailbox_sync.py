@@ -211,18 +211,31 @@ class OnpipelineMailbox(models.Model):
                 continue
             folder_failures = due.filtered(lambda f: f.folder_id == folder)
             for uidvalidity in set(folder_failures.mapped("uidvalidity")):
-                uids = folder_failures.filtered(lambda f: f.uidvalidity == uidvalidity).mapped("uid")
-                try:
-                    batch = sync.retry_uids(client, folder.name, uidvalidity, uids, **folder._fetch_options())
-                except errors.UidValidityError:
-                    # The folder was renumbered: its normal resync re-reads these messages.
-                    folder_failures.filtered(lambda f: f.uidvalidity == uidvalidity).unlink()
-                    continue
-                except errors.FolderMissingError as exc:
-                    folder.write({"pause_reason": str(exc)})
-                    continue
-                folder._store_sync_batch(uidvalidity, batch.messages, batch.failures)
-                commit()
+                same_uidvalidity = folder_failures.filtered(lambda f: f.uidvalidity == uidvalidity)
+                # First retries go together; a message that failed again is retried
+                # alone, so one that kills the connection cannot hold the others back.
+                first = same_uidvalidity.filtered(lambda f: f.attempt_count < 2)
+                groups = [first.mapped("uid")] if first else []
+                # The least-tried go first: a message that always kills the
+                # connection sinks to the end instead of starving the others.
+                groups += [[failure.uid] for failure in (same_uidvalidity - first).sorted(
+                    lambda f: (f.attempt_count, f.last_attempt_date, f.uid))]
+                for uids in groups:
+                    try:
+                        result = sync.retry_uids(client, folder.name, uidvalidity, uids, **folder._fetch_options())
+                    except errors.UidValidityError:
+                        # The folder was renumbered: its normal resync re-reads these messages.
+                        same_uidvalidity.unlink()
+                        break
+                    except errors.FolderMissingError as exc:
+                        folder.write({"pause_reason": str(exc)})
+                        break
+                    except errors.ConnectError as exc:
+                        Failure._record(folder, uidvalidity, [(uid, str(exc)) for uid in uids])
+                        commit()
+                        raise
+                    folder._store_sync_batch(uidvalidity, result.messages, result.failures, result.gone)
+                    commit()
 
 
 class OnpipelineMailboxFolder(models.Model):
@@ -265,7 +278,7 @@ class OnpipelineMailboxFolder(models.Model):
                     # messages themselves are matched again by key.
                     self._forget_uidvalidity(saved.uidvalidity)
                     saved = batch.state
-                self._store_sync_batch(batch.state.uidvalidity, batch.messages, batch.failures)
+                self._store_sync_batch(batch.state.uidvalidity, batch.messages, batch.failures, batch.gone)
                 values = {"sync_state": batch.state.to_dict(), "last_sync_date": fields.Datetime.now()}
                 if batch.total_in_window is not None:
                     values["window_total"] = batch.total_in_window
@@ -277,12 +290,27 @@ class OnpipelineMailboxFolder(models.Model):
             self.write({"pause_reason": str(exc)})
             commit()
             return True
+        except errors.ConnectError as exc:
+            self._record_dropped_fetch(exc, saved.uidvalidity, commit)
+            raise
         return False
 
-    def _store_sync_batch(self, uidvalidity, fetched, failures):
+    def _record_dropped_fetch(self, exc, uidvalidity, commit):
+        """The link dropped while fetching a batch: record its UIDs so that the next run
+        goes past them. If one of them kills the connection every time (a corrupt
+        message on the server), it cannot block the folder: it is retried alone."""
+        uids = getattr(exc, "uids", ())
+        state = FolderState.from_dict(self.sync_state or {})
+        uidvalidity = state.uidvalidity or uidvalidity
+        if uids and uidvalidity:
+            self.env["onpipeline.mail.sync.failure"]._record(self, uidvalidity, [(uid, str(exc)) for uid in uids])
+            commit()
+
+    def _store_sync_batch(self, uidvalidity, fetched, failures, gone=()):
         self.env["onpipeline.mail.message"]._store_batch(self, uidvalidity, fetched)
         Failure = self.env["onpipeline.mail.sync.failure"]
         Failure._resolve(self, uidvalidity, [uid for uid, _parsed, _meta in fetched])
+        Failure._resolve(self, uidvalidity, gone, state="gone")
         Failure._record(self, uidvalidity, failures)
 
     def _forget_uidvalidity(self, uidvalidity):

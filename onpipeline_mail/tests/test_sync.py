@@ -1,4 +1,6 @@
 import datetime
+import glob
+import os
 from unittest.mock import patch
 
 from odoo import fields
@@ -184,6 +186,53 @@ class TestMailboxSync(OnpipelineMailCase):
         failure.with_user(self.user_alice).action_retry()
         self.assertEqual(self.messages().mapped("subject"), ["was failing"])
         self.assertEqual(failure.state, "resolved")
+
+    def make_retries_due(self):
+        self.env["onpipeline.mail.sync.failure"].search([("mailbox_id", "=", self.mailbox.id)]).write(
+            {"next_retry_date": fields.Datetime.now()})
+
+    @mute_logger("odoo.addons.onpipeline_mail.models.onpipeline_mailbox_sync")
+    def test_a_message_that_kills_the_connection_does_not_block_the_folder(self):
+        self.env["ir.config_parameter"].sudo().set_param("onpipeline_mail.sync_batch_size", "2")
+        for number in range(5):
+            append(self.account, "INBOX", make_message("m%d" % number, message_id="<m%d@client.example>" % number),
+                   date=days_ago(5 - number))
+        # A maildir file shorter than its recorded size: Dovecot drops the connection on every FETCH of it.
+        [path] = [path for path in glob.glob(os.path.join(
+            self.dovecot.root, "home", self.account.username, "Maildir", "cur", "*")) + glob.glob(os.path.join(
+            self.dovecot.root, "home", self.account.username, "Maildir", "new", "*"))
+            if b"<m2@client.example>" in open(path, "rb").read()]
+        with open(path, "r+b") as handle:
+            handle.truncate(100)
+        Failure = self.env["onpipeline.mail.sync.failure"]
+        self.assertFalse(self.mailbox._sync(), "the first run hits the dropped connection")
+        self.assertEqual(self.mailbox.last_sync_error and self.mailbox.state, "connected", "not an auth problem")
+        self.assertTrue(Failure.search([("mailbox_id", "=", self.mailbox.id)]))
+        for _run in range(4):
+            self.make_retries_due()
+            self.mailbox._sync()
+        self.assertEqual(sorted(self.messages().mapped("subject")), ["m0", "m1", "m3", "m4"])
+        pending = Failure.search([("mailbox_id", "=", self.mailbox.id), ("state", "=", "pending")])
+        self.assertEqual(len(pending), 1, "only the broken message is left, on record")
+        self.assertIn("dropped", pending.error)
+        self.assertEqual(self.mailbox.failure_count, 1)
+
+    def test_failure_of_an_expunged_message_is_closed(self):
+        append(self.account, "INBOX", make_message("short-lived"))
+        self.mailbox._sync()
+        inbox = self.folder("INBOX")
+        uidvalidity, uid = self.messages().location_ids.uidvalidity, self.messages().location_ids.uid
+        self.messages().unlink()
+        Failure = self.env["onpipeline.mail.sync.failure"]
+        Failure._record(inbox, uidvalidity, [(uid, "Simulated earlier failure")])
+        with imap_session(self.account) as client:
+            client.select_folder("INBOX")
+            client.delete_messages([uid])
+            client.expunge()
+        self.make_retries_due()
+        self.mailbox._sync()
+        self.assertEqual(Failure.search([("folder_id", "=", inbox.id)]).state, "gone")
+        self.assertEqual(self.mailbox.failure_count, 0)
 
     @mute_logger("odoo.addons.onpipeline_mail.models.onpipeline_mailbox_sync")
     def test_auth_failure_puts_mailbox_in_error_and_tells_owner_once(self):
