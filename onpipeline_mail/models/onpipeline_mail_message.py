@@ -1,5 +1,4 @@
 import datetime
-import email.utils
 
 from odoo import _, api, fields, models
 
@@ -7,8 +6,13 @@ from ..engine.parse import normalize_address
 
 
 def _format_address(pair):
+    """ "Name <address>" for display; unlike formataddr, a non-ASCII name stays readable."""
     name, address = pair
-    return email.utils.formataddr((name, address)) if name else address
+    if not name:
+        return address
+    if any(char in name for char in ',;<>"@'):
+        name = '"%s"' % name.replace('"', "'")
+    return "%s <%s>" % (name, address)
 
 
 def _utc_naive(value):
