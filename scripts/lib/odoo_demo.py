@@ -54,7 +54,7 @@ def main():
               "%d in [Gmail]/Sent Mail, over the last 80 days" % (dovecot.tls_port, smtp.tls_port, len(received),
                                                                   len(sent)))
 
-        registry = odoo.registry(args.db)
+        registry = odoo.modules.registry.Registry(args.db)
         with registry.cursor() as cr:
             env = api.Environment(cr, SUPERUSER_ID, {})
             # Trust the demo servers' private CA, as Settings > CRM > Mailboxes allows.
