@@ -1,5 +1,6 @@
 """Connecting and logging in to a real Dovecot: every failure names its cause."""
 
+import contextlib
 import dataclasses
 import socket
 import threading
@@ -68,49 +69,48 @@ def test_unknown_host(mailbox):
     assert "no-such-host.invalid" in str(caught.value)
 
 
-def test_silent_server_times_out(mailbox):
-    # A server that accepts the connection and never greets.
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(1)
+@contextlib.contextmanager
+def scripted_server(serve):
+    """A one-connection TCP server on 127.0.0.1 running ``serve(conn)``; yields its port."""
+    listener = socket.create_server(("127.0.0.1", 0))
     accepted = []
-    thread = threading.Thread(target=lambda: accepted.append(listener.accept()), daemon=True)
-    thread.start()
-    settings = dataclasses.replace(mailbox, port=listener.getsockname()[1], security=connection.PLAIN,
-                                   connect_timeout=0.5, read_timeout=0.5)
+
+    def run():
+        conn, _addr = listener.accept()
+        accepted.append(conn)
+        serve(conn)
+
+    threading.Thread(target=run, daemon=True).start()
     try:
-        with pytest.raises(errors.ConnectError) as caught:
-            connection.check_imap(settings)
-        assert caught.value.reason == "timeout"
+        yield listener.getsockname()[1]
     finally:
         listener.close()
-        for conn, _addr in accepted:
+        for conn in accepted:
             conn.close()
 
 
+def test_silent_server_times_out(mailbox):
+    # A server that accepts the connection and never greets.
+    with scripted_server(lambda conn: None) as port:
+        settings = dataclasses.replace(mailbox, port=port, security=connection.PLAIN, connect_timeout=0.5,
+                                       read_timeout=0.5)
+        with pytest.raises(errors.ConnectError) as caught:
+            connection.check_imap(settings)
+    assert caught.value.reason == "timeout"
+
+
 def test_starttls_refused_by_server_without_it(mailbox):
-    # A minimal IMAP greeter that offers no STARTTLS.
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(1)
+    def greet_without_starttls(conn):
+        conn.sendall(b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] ready\r\n")
+        tag = conn.recv(1024).split(b" ")[0]
+        conn.sendall(b"* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n" + tag + b" OK done\r\n")
+        conn.recv(1024)
 
-    def serve():
-        conn, _ = listener.accept()
-        with conn:
-            conn.sendall(b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] ready\r\n")
-            data = conn.recv(1024)
-            tag = data.split(b" ")[0]
-            conn.sendall(b"* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n" + tag + b" OK done\r\n")
-            conn.recv(1024)
-
-    threading.Thread(target=serve, daemon=True).start()
-    settings = dataclasses.replace(mailbox, port=listener.getsockname()[1], security=connection.STARTTLS)
-    try:
+    with scripted_server(greet_without_starttls) as port:
+        settings = dataclasses.replace(mailbox, port=port, security=connection.STARTTLS)
         with pytest.raises(errors.TLSError) as caught:
             connection.check_imap(settings)
-        assert caught.value.reason == "no_starttls"
-    finally:
-        listener.close()
+    assert caught.value.reason == "no_starttls"
 
 
 def test_settings_are_validated():
