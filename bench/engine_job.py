@@ -1,0 +1,114 @@
+"""Engine-side benchmark jobs, one per process (so that each has its own peak RSS).
+
+    python bench/engine_job.py raw|engine|nochange JSON_ARGS
+
+prints one JSON line with the measurements. ``raw`` is the ceiling: every
+message of the folders downloaded with imapclient (UID FETCH BODY.PEEK[]
+in batches), nothing done with it. ``engine`` is ``sync.sync_folder`` from
+an empty state (search, sizes, planned batches, fetch, parse), no Odoo.
+``nochange`` runs a first engine sync untimed, then times syncs with the
+saved states and counts their IMAP commands per folder.
+"""
+
+import json
+import os
+import sys
+import time
+import types
+
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+ADDON_DIR = os.path.join(os.path.dirname(BENCH_DIR), "onpipeline_mail")
+if "onpipeline_mail" not in sys.modules:
+    # The addon's __init__ imports Odoo: register the folder as a bare package (see engine_tests/conftest.py).
+    _package = types.ModuleType("onpipeline_mail")
+    _package.__path__ = [ADDON_DIR]
+    sys.modules["onpipeline_mail"] = _package
+
+from onpipeline_mail.engine import sync  # noqa: E402
+from onpipeline_mail.engine.connection import ServerSettings, imap_session  # noqa: E402
+from onpipeline_mail.engine.window import window_start  # noqa: E402
+
+FOLDERS = ("INBOX", "Sent")
+
+
+def memory():
+    """VmHWM (peak) and VmRSS of this process, in MB."""
+    values = {}
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith(("VmHWM:", "VmRSS:")):
+                key, value = line.split(":", 1)
+                values[key] = int(value.split()[0]) / 1024
+    return values.get("VmHWM", 0.0), values.get("VmRSS", 0.0)
+
+
+def settings_from(args):
+    return ServerSettings(args["host"], args["port"], args.get("security", "ssl"), args["user"], args["password"],
+                          ca_file=args.get("ca_file", ""))
+
+
+def job_raw(args):
+    batch = args.get("batch", 200)
+    count = size = 0
+    started = time.perf_counter()
+    with imap_session(settings_from(args)) as client:
+        for folder in args.get("folders", FOLDERS):
+            client.select_folder(folder, readonly=True)
+            uids = client.search("ALL")
+            for index in range(0, len(uids), batch):
+                response = client.fetch(uids[index:index + batch], ["BODY.PEEK[]"])
+                for data in response.values():
+                    body = data.get(b"BODY[]")
+                    if body is not None:
+                        count += 1
+                        size += len(body)
+                del response
+    wall = time.perf_counter() - started
+    peak, _rss = memory()
+    return {"messages": count, "bytes": size, "wall": wall, "peak_rss_mb": peak}
+
+
+def _engine_sync(client, states, batch_size, window):
+    count = size = 0
+    commands = {}
+    for folder in FOLDERS:
+        before = sync.command_count(client)
+        for batch in sync.sync_folder(client, folder, states.get(folder), window, batch_size=batch_size):
+            count += len(batch.messages)
+            size += sum(message.meta.size for message in batch.messages)
+            states[folder] = batch.state
+        commands[folder] = sync.command_count(client) - before
+    return count, size, commands
+
+
+def job_engine(args):
+    window = window_start(args.get("window", "6m"))
+    started = time.perf_counter()
+    with imap_session(settings_from(args)) as client:
+        count, size, _commands = _engine_sync(client, {}, args.get("batch", 200), window)
+    wall = time.perf_counter() - started
+    peak, _rss = memory()
+    return {"messages": count, "bytes": size, "wall": wall, "peak_rss_mb": peak}
+
+
+def job_nochange(args):
+    window = window_start(args.get("window", "6m"))
+    states = {}
+    with imap_session(settings_from(args)) as client:
+        _engine_sync(client, states, args.get("batch", 200), window)
+    runs = []
+    for _ in range(args.get("repeat", 3)):
+        started = time.perf_counter()
+        with imap_session(settings_from(args)) as client:
+            login_commands = sync.command_count(client)
+            count, _size, commands = _engine_sync(client, states, args.get("batch", 200), window)
+        runs.append({"wall": time.perf_counter() - started, "messages": count, "commands": commands,
+                     "session_commands": login_commands + sum(commands.values()) + 1})
+    return {"runs": runs}
+
+
+JOBS = {"raw": job_raw, "engine": job_engine, "nochange": job_nochange}
+
+if __name__ == "__main__":
+    result = JOBS[sys.argv[1]](json.loads(sys.argv[2]))
+    print("RESULT " + json.dumps(result))

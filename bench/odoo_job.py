@@ -1,0 +1,248 @@
+"""Odoo-side benchmark jobs, one per process, run with Odoo's python.
+
+    python bench/odoo_job.py JOB JSON_ARGS
+
+``JSON_ARGS`` holds the database connection (``db``, ``pg_port``,
+``addons_path``, ``data_dir``, ``config``) and the job's own arguments.
+Prints one ``RESULT {json}`` line. Jobs:
+
+* ``seed``: companies, contacts and open deals for the mail set's contacts,
+  the private CA and large sync budgets (ir.config_parameter);
+* ``mailboxes``: one team mailbox per account (login checked and folders
+  listed on save, Inbox and Sent selected by default, 6-month window);
+* ``sync``: the scheduled action end to end (``ir.cron.method_direct_trigger``,
+  as *Run manually* does) or ``_cron_sync_mailboxes`` called directly
+  (``mode=method``, what each of several cron workers does), repeated until
+  every mailbox is caught up; wall time, messages stored, peak RSS, IMAP
+  commands per folder;
+* ``fetchmail``: Odoo's own incoming mail server (``fetchmail.server``,
+  IMAP over SSL, creating leads) fetching the unread mail of one account;
+* ``check``: duplicates per mailbox (message keys, folder locations).
+"""
+
+import contextlib
+import json
+import resource
+import sys
+import time
+
+import odoo
+from odoo import SUPERUSER_ID, api
+from odoo.tools import config
+
+EMPTY_PARAMS = {"onpipeline_mail.sync_time_budget": "1000000", "onpipeline_mail.sync_mailbox_budget": "1000000"}
+
+
+def memory():
+    values = {}
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith(("VmHWM:", "VmRSS:")):
+                key, value = line.split(":", 1)
+                values[key] = int(value.split()[0]) / 1024
+    return values.get("VmHWM", 0.0), values.get("VmRSS", 0.0)
+
+
+def open_registry(args):
+    config.parse_config([
+        "-c", args["config"], "-d", args["db"], "--db_host", "127.0.0.1", "--db_port", str(args["pg_port"]),
+        "--db_user", "odoo", "--addons-path", args["addons_path"], "--data-dir", args["data_dir"],
+        "--max-cron-threads", "0", "--log-level", args.get("log_level", "warn"),
+    ])
+    return odoo.modules.registry.Registry(args["db"])
+
+
+@contextlib.contextmanager
+def environment(registry):
+    with registry.cursor() as cr:
+        yield api.Environment(cr, SUPERUSER_ID, {})
+
+
+def link_fields(env):
+    """Fields that link a synced message to contacts or deals, if the linking code (issue 4) is installed."""
+    Message = env["onpipeline.mail.message"]
+    return sorted(name for name, field in Message._fields.items()
+                  if field.type in ("many2one", "many2many", "one2many")
+                  and field.comodel_name in ("res.partner", "crm.lead") and not field.related)
+
+
+def job_seed(env, args):
+    params = env["ir.config_parameter"].sudo()
+    params.set_param("onpipeline_mail.extra_ca_file", args["ca_file"])
+    for key, value in EMPTY_PARAMS.items():
+        params.set_param(key, value)
+    Partner = env["res.partner"]
+    companies = {}
+    for domain in args["domains"]:
+        name = domain.split(".")[0].replace("-", " ").title()
+        companies[domain] = Partner.create({"name": name, "is_company": True, "email": "info@%s" % domain,
+                                           "website": "https://www.%s" % domain})
+    contacts = Partner.create([{"name": name, "email": address, "parent_id": companies[address.split("@")[1]].id}
+                               for name, address in args["contacts"]])
+    env["crm.lead"].create([{"name": "Deal with %s" % contact.name, "type": "opportunity", "partner_id": contact.id,
+                             "email_from": contact.email} for contact in contacts])
+    return {"companies": len(companies), "contacts": len(contacts), "deals": len(contacts)}
+
+
+def job_mailboxes(env, args):
+    Mailbox = env["onpipeline.mailbox"]
+    created = []
+    for index, account in enumerate(args["accounts"]):
+        team = env["crm.team"].create({"name": "Bench team %d" % (index + 1)})
+        mailbox = Mailbox.create({
+            "mailbox_type": "team", "team_id": team.id, "email": account["user"],
+            "imap_host": "127.0.0.1", "imap_port": account["port"], "imap_security": "ssl",
+            "imap_password_input": account["password"], "smtp_host": "127.0.0.1", "smtp_port": 25,
+            "smtp_security": "none", "sync_window": "6m",
+        })
+        if mailbox.state != "connected":
+            raise RuntimeError("mailbox %s did not connect: %s" % (account["user"], mailbox.last_error))
+        created.append({"id": mailbox.id, "folders": mailbox.folder_ids.filtered("is_selected").mapped("name")})
+    return {"mailboxes": created}
+
+
+class CommandCounter:
+    """IMAP commands (= round trips: imapclient does not pipeline) per folder sync and per session."""
+
+    def __init__(self):
+        self.folders = []
+        self.sessions = []
+
+    @contextlib.contextmanager
+    def install(self):
+        from odoo.addons.onpipeline_mail.engine import sync as engine_sync
+        from odoo.addons.onpipeline_mail.models import onpipeline_mailbox_sync as module
+
+        original_session = module.connection.imap_session
+        original_folder = module.OnpipelineMailboxFolder._sync_folder
+        counter = self
+
+        @contextlib.contextmanager
+        def imap_session(settings, **kwargs):
+            with original_session(settings, **kwargs) as client:
+                yield client
+                counter.sessions.append(engine_sync.command_count(client) + 1)  # + LOGOUT
+
+        def _sync_folder(folder, client, commit, deadline):
+            before = engine_sync.command_count(client)
+            try:
+                return original_folder(folder, client, commit, deadline)
+            finally:
+                counter.folders.append((folder.name, engine_sync.command_count(client) - before))
+
+        module.connection.imap_session = imap_session
+        module.OnpipelineMailboxFolder._sync_folder = _sync_folder
+        try:
+            yield self
+        finally:
+            module.connection.imap_session = original_session
+            module.OnpipelineMailboxFolder._sync_folder = original_folder
+
+
+def _totals(env, mailbox_ids=None):
+    cr = env.cr
+    where, params = ("WHERE mailbox_id = ANY(%s)", [mailbox_ids]) if mailbox_ids else ("", [])
+    cr.execute("SELECT count(*), coalesce(sum(size), 0) FROM onpipeline_mail_message " + where, params)
+    return cr.fetchone()
+
+
+def job_sync(registry, args):
+    with environment(registry) as env:
+        mailbox_ids = env["onpipeline.mailbox"].search([]).ids
+        count_before, bytes_before = _totals(env, mailbox_ids)
+        links = link_fields(env)
+    _peak, rss_before = memory()
+    if args.get("start_at"):
+        # Several workers start together, once each has loaded its registry.
+        time.sleep(max(args["start_at"] - time.time(), 0))
+    counter = CommandCounter()
+    calls = 0
+    started = time.perf_counter()
+    with counter.install():
+        while True:
+            calls += 1
+            with environment(registry) as env:
+                if args.get("mode", "cron") == "cron":
+                    env.ref("onpipeline_mail.ir_cron_onpipeline_mail_sync").method_direct_trigger()
+                else:
+                    env["onpipeline.mailbox"]._cron_sync_mailboxes()
+                env.cr.commit()
+                pending = env["onpipeline.mailbox"].search_count([("is_sync_complete", "=", False)])
+            if not pending or calls >= args.get("max_calls", 20) or args.get("once"):
+                break
+            if args.get("mode") == "method":
+                time.sleep(0.5)  # the rest is locked by another worker
+    wall = time.perf_counter() - started
+    t_end = time.time()
+    peak, rss_after = memory()
+    with environment(registry) as env:
+        count_after, bytes_after = _totals(env, mailbox_ids)
+        linked = {}
+        Message = env["onpipeline.mail.message"]
+        for name in links:
+            linked[name] = Message.search_count([("mailbox_id", "in", mailbox_ids), (name, "!=", False)])
+        errors = env["onpipeline.mailbox"].search_read([("last_sync_error", "!=", False)], ["email", "last_sync_error"])
+        failures = env["onpipeline.mail.sync.failure"].search_count([])
+    folder_commands = {}
+    for name, commands in counter.folders:
+        folder_commands.setdefault(name, []).append(commands)
+    return {
+        "wall": wall, "t_end": t_end, "messages": count_after - count_before, "bytes": int(bytes_after - bytes_before),
+        "stored_total": count_after, "calls": calls, "pending": pending,
+        "rss_before_mb": rss_before, "rss_after_mb": rss_after, "peak_rss_mb": peak,
+        "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "folder_commands": folder_commands, "session_commands": counter.sessions,
+        "link_fields": links, "linked": linked, "errors": errors, "failures": failures,
+    }
+
+
+def job_fetchmail(env, args):
+    account = args["account"]
+    model = env["ir.model"]._get("crm.lead")
+    server = env["fetchmail.server"].create({
+        "name": "Bench fetchmail", "server_type": "imap", "server": "127.0.0.1", "port": account["port"],
+        "is_ssl": True, "user": account["user"], "password": account["password"], "object_id": model.id,
+    })
+    server.write({"state": "done"})
+    env.cr.execute("SELECT count(*) FROM crm_lead")
+    leads_before = env.cr.fetchone()[0]
+    env.cr.execute("SELECT count(*) FROM mail_message WHERE model = 'crm.lead' AND message_type = 'email'")
+    messages_before = env.cr.fetchone()[0]
+    env.cr.commit()
+    started = time.perf_counter()
+    server.fetch_mail()
+    wall = time.perf_counter() - started
+    env.cr.execute("SELECT count(*) FROM crm_lead")
+    leads = env.cr.fetchone()[0] - leads_before
+    env.cr.execute("SELECT count(*) FROM mail_message WHERE model = 'crm.lead' AND message_type = 'email'")
+    messages = env.cr.fetchone()[0] - messages_before
+    peak, _rss = memory()
+    return {"wall": wall, "messages": messages, "leads": leads, "peak_rss_mb": peak}
+
+
+def job_check(env, args):
+    cr = env.cr
+    cr.execute("""SELECT count(*) FROM (SELECT mailbox_id, message_key FROM onpipeline_mail_message
+                  GROUP BY mailbox_id, message_key HAVING count(*) > 1) d""")
+    duplicate_keys = cr.fetchone()[0]
+    cr.execute("""SELECT count(*) FROM (SELECT folder_id, uidvalidity, uid FROM onpipeline_mail_message_location
+                  GROUP BY folder_id, uidvalidity, uid HAVING count(*) > 1) d""")
+    duplicate_locations = cr.fetchone()[0]
+    cr.execute("SELECT mailbox_id, count(*) FROM onpipeline_mail_message GROUP BY mailbox_id ORDER BY mailbox_id")
+    per_mailbox = cr.fetchall()
+    return {"duplicate_keys": duplicate_keys, "duplicate_locations": duplicate_locations,
+            "per_mailbox": per_mailbox}
+
+
+ENV_JOBS = {"seed": job_seed, "mailboxes": job_mailboxes, "fetchmail": job_fetchmail, "check": job_check}
+
+if __name__ == "__main__":
+    name, job_args = sys.argv[1], json.loads(sys.argv[2])
+    registry = open_registry(job_args)
+    if name == "sync":
+        result = job_sync(registry, job_args)
+    else:
+        with environment(registry) as job_env:
+            result = ENV_JOBS[name](job_env, job_args)
+            job_env.cr.commit()
+    print("RESULT " + json.dumps(result, default=str))

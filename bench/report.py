@@ -1,0 +1,155 @@
+"""The benchmark's table, ratios and targets, from the results dict of ``bench.py``.
+
+``python bench/report.py bench/results/FILE.json`` prints it again.
+"""
+
+import json
+import statistics
+import sys
+
+MB = 1024 * 1024
+
+
+def median(values):
+    values = [value for value in values if value is not None]
+    return statistics.median(values) if values else None
+
+
+def fmt(value, pattern="%.1f"):
+    return "-" if value is None else pattern % value
+
+
+def summarize(runs):
+    """Median wall, rate and MB/s over runs (rates per run, then median)."""
+    walls = [run["wall"] for run in runs]
+    rates = [run["messages"] / run["wall"] for run in runs if run.get("wall")]
+    mbps = [run.get("bytes", 0) / MB / run["wall"] for run in runs if run.get("wall")]
+    return {
+        "runs": len(runs), "wall": median(walls), "rate": median(rates), "mbps": median(mbps),
+        "messages": median([run["messages"] for run in runs]),
+        "peak": median([run.get("peak_rss_mb") for run in runs]),
+        "spread": (min(walls), max(walls)) if walls else None,
+    }
+
+
+def commands_note(runs, key):
+    per_folder = {}
+    for run in runs:
+        for folder, values in (run.get(key) or {}).items():
+            per_folder.setdefault(folder, []).extend(values if isinstance(values, list) else [values])
+    if not per_folder:
+        return "", None
+    worst = max(max(values) for values in per_folder.values())
+    return "round trips/folder " + ", ".join("%s %s" % (folder, max(values))
+                                             for folder, values in sorted(per_folder.items())), worst
+
+
+def render(results):
+    meta = results.get("meta", {})
+    runs = results.get("runs", {})
+    lines = ["onpipeline_mail sync benchmark — %s, %s cores, %s, git %s, %s s" % (
+        meta.get("date"), meta.get("cores"), meta.get("machine"), meta.get("git"), meta.get("duration_s"))]
+    for n, folders in sorted(results.get("mailboxes", {}).items(), key=lambda item: int(item[0])):
+        count = sum(folder["messages"] for folder in folders.values())
+        size = sum(folder["bytes"] for folder in folders.values())
+        lines.append("mailbox N=%s: %s; %.0f MB, %.1f KB/message on average" % (
+            n, ", ".join("%s %d" % (name, folder["messages"]) for name, folder in folders.items()),
+            size / MB, size / max(count, 1) / 1024))
+    for note in results.get("skipped", []):
+        lines.append("SKIPPED: " + note)
+    header = "%-34s %7s %5s %9s %9s %8s %9s  %s" % ("part", "N", "runs", "wall s", "msg/s", "MB/s", "peakRSS", "notes")
+    lines += ["", header, "-" * len(header)]
+    summary = {}
+    labels = (("raw", "raw download (imapclient)"), ("engine", "engine: fetch + parse"),
+              ("engine_nochange", "engine: no-change sync"), ("odoo_first", "Odoo first sync (cron)"),
+              ("odoo_nochange", "Odoo no-change sync (cron)"), ("odoo_new100", "Odoo sync of 100 new (cron)"),
+              ("fetchmail", "Odoo fetchmail -> crm.lead"),
+              ("workers1", "mailboxes, 1 cron worker"), ("workers2", "mailboxes, 2 cron workers"))
+    for n, parts in sorted(runs.items(), key=lambda item: (not item[0].isdigit(), item[0].zfill(9))):
+        for part, label in labels:
+            if part not in parts:
+                continue
+            data = summarize(parts[part])
+            summary[(n, part)] = data
+            notes = []
+            if part == "odoo_first":
+                last = parts[part][-1]
+                linked = last.get("linked") or {}
+                notes.append("stored and linked (%s)" % ", ".join("%s: %d" % item for item in linked.items())
+                             if last.get("link_fields") else "stored (no linking code present)")
+                notes.append("RSS before %.0f MB" % median([run["rss_before_mb"] for run in parts[part]]))
+                if last.get("failures"):
+                    notes.append("%d failures recorded" % last["failures"])
+            if part in ("odoo_nochange", "engine_nochange"):
+                note, worst = commands_note(parts[part], "folder_commands" if part == "odoo_nochange" else "commands")
+                data["worst_commands"] = worst
+                notes.append(note)
+            if part.startswith("workers"):
+                last = parts[part][-1]
+                notes.append("dup keys %d, dup locations %d, stored %d/%d" % (
+                    last["duplicate_keys"], last["duplicate_locations"], last["messages"], last["expected"]))
+            if data["spread"] and data["runs"] > 1:
+                notes.append("wall %.2f-%.2f" % data["spread"])
+            label_n = n if n.isdigit() else ("%d" % data["messages"] if data["messages"] is not None else "")
+            lines.append("%-34s %7s %5d %9s %9s %8s %9s  %s" % (
+                label, label_n, data["runs"], fmt(data["wall"], "%.2f"), fmt(data["rate"], "%.0f"),
+                fmt(data["mbps"], "%.1f"), fmt(data["peak"], "%.0f"), "; ".join(note for note in notes if note)))
+    lines += ["", "Ratios (medians of this run) and targets:"]
+    lines += targets(summary, results)
+    return "\n".join(lines)
+
+
+def targets(summary, results):
+    out = []
+
+    def ratio(a, b):
+        if a is None or b is None or not b:
+            return None
+        return a / b
+
+    sizes = sorted({int(n) for n, _part in summary if n.isdigit()})
+    fetchmail = summary.get(("fetchmail", "fetchmail"))
+    for n in map(str, sizes):
+        raw, engine, first = (summary.get((n, part)) for part in ("raw", "engine", "odoo_first"))
+        if raw and engine:
+            out.append("  N=%s engine / raw download rate: %.0f %%" % (n, 100 * ratio(engine["rate"], raw["rate"])))
+        if raw and first:
+            value = ratio(first["rate"], raw["rate"])
+            out.append("  N=%s Odoo first sync / raw download rate: %.1f %%  (target >= 25 %%: %s)" % (
+                n, 100 * value, "MET" if value >= 0.25 else "MISSED"))
+        if first and fetchmail:
+            value = ratio(first["rate"], fetchmail["rate"])
+            out.append("  N=%s Odoo first sync / fetchmail rate: %.1fx  (target >= 20x: %s; fetchmail on %d messages)"
+                       % (n, value, "MET" if value >= 20 else "MISSED", fetchmail["messages"]))
+        for part, name in (("odoo_nochange", "Odoo"), ("engine_nochange", "engine")):
+            data = summary.get((n, part))
+            if data:
+                ok = (data.get("worst_commands") or 99) <= 3 and (int(n) > 10000 or data["wall"] < 0.5)
+                out.append("  N=%s %s no-change sync: %.3f s, at most %s round trips per folder  "
+                           "(target <= 3 and < 0.5 s at 10,000: %s)" % (
+                               n, name, data["wall"], data.get("worst_commands"), "MET" if ok else "MISSED"))
+    if len(sizes) > 1:
+        small, big = str(sizes[0]), str(sizes[-1])
+        for part, name in (("odoo_nochange", "Odoo"), ("engine_nochange", "engine")):
+            a, b = summary.get((small, part)), summary.get((big, part))
+            if a and b:
+                out.append("  %s no-change sync N=%s vs N=%s: %.3f s vs %.3f s (target not slower: %s)" % (
+                    name, big, small, b["wall"], a["wall"], "MET" if b["wall"] <= a["wall"] * 1.2 else "MISSED"))
+        a, b = summary.get((small, "odoo_first")), summary.get((big, "odoo_first"))
+        if a and b:
+            delta = b["peak"] - a["peak"]
+            out.append("  peak RSS of a first sync N=%s - N=%s: %+.0f MB  (target <= 50 MB: %s)" % (
+                big, small, delta, "MET" if delta <= 50 else "MISSED"))
+    one, two = summary.get(("workers", "workers1")), summary.get(("workers", "workers2"))
+    if one and two:
+        value = ratio(two["rate"], one["rate"])
+        runs = results["runs"]["workers"]
+        duplicates = sum(run["duplicate_keys"] + run["duplicate_locations"] for part in runs.values() for run in part)
+        out.append("  2 workers / 1 worker throughput: %.2fx (target >= 1.7x: %s); duplicates: %d (%s)" % (
+            value, "MET" if value >= 1.7 else "MISSED", duplicates, "MET" if not duplicates else "MISSED"))
+    return out
+
+
+if __name__ == "__main__":
+    with open(sys.argv[1]) as handle:
+        print(render(json.load(handle)))
