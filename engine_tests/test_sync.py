@@ -8,7 +8,6 @@ import time
 
 import pytest
 from conftest import new_account
-from imapclient import exceptions as imap_exc
 
 from onpipeline_mail.engine import errors, parse, sync
 from onpipeline_mail.engine.connection import imap_session

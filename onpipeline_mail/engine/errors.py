@@ -184,7 +184,8 @@ def translate_smtp_error(exc, host, port, timeout=None):
         return ConnectError("The SMTP server %s refused the session (%s %s)."
                             % (_endpoint(host, port), exc.smtp_code, _smtp_text(exc.smtp_error)), reason="refused")
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
-        refused = ", ".join("%s (%s %s)" % (addr, code, _smtp_text(msg)) for addr, (code, msg) in exc.recipients.items())
+        refused = ", ".join("%s (%s %s)" % (address, code, _smtp_text(text))
+                            for address, (code, text) in exc.recipients.items())
         return SendError("The SMTP server refused the recipients: %s." % refused, reason="recipients_refused")
     if isinstance(exc, smtplib.SMTPSenderRefused):
         return SendError(

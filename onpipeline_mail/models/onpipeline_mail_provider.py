@@ -3,7 +3,7 @@ from odoo import api, fields, models
 from ..engine.connection import SECURITIES
 from ..engine.presets import email_domain
 
-SECURITY_SELECTION = list(zip(SECURITIES, ("SSL/TLS", "STARTTLS", "None (unencrypted)")))
+SECURITY_SELECTION = list(zip(SECURITIES, ("SSL/TLS", "STARTTLS", "None (unencrypted)"), strict=True))
 
 
 class OnpipelineMailProvider(models.Model):

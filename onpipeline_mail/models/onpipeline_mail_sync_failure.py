@@ -45,8 +45,9 @@ class OnpipelineMailSyncFailure(models.Model):
         if not failures:
             return
         now = fields.Datetime.now()
+        uids = [uid for uid, _error in failures]
         known = {failure.uid: failure for failure in self.search([
-            ("folder_id", "=", folder.id), ("uidvalidity", "=", uidvalidity), ("uid", "in", [u for u, _e in failures])])}
+            ("folder_id", "=", folder.id), ("uidvalidity", "=", uidvalidity), ("uid", "in", uids)])}
         to_create = []
         for uid, error in failures:
             failure = known.get(uid)

@@ -169,7 +169,8 @@ class OnpipelineMailbox(models.Model):
                 commit()
                 return False
             self.write({
-                "state": "connected", "last_error": False, "error_reason": False, "last_sync_date": fields.Datetime.now(),
+                "state": "connected", "last_error": False, "error_reason": False,
+                "last_sync_date": fields.Datetime.now(),
                 "sync_error_count": 0, "next_sync_date": False, "is_sync_complete": complete,
             })
             commit()
@@ -206,12 +207,11 @@ class OnpipelineMailbox(models.Model):
         Failure = self.env["onpipeline.mail.sync.failure"]
         due = Failure.search([("mailbox_id", "=", self.id), ("state", "=", "pending"),
                               ("next_retry_date", "<=", fields.Datetime.now())])
-        for folder in due.folder_id:
-            if folder not in self._folders_to_sync():
+        syncing = self._folders_to_sync()
+        for folder, folder_failures in due.grouped("folder_id").items():
+            if folder not in syncing:
                 continue
-            folder_failures = due.filtered(lambda f: f.folder_id == folder)
-            for uidvalidity in set(folder_failures.mapped("uidvalidity")):
-                same_uidvalidity = folder_failures.filtered(lambda f: f.uidvalidity == uidvalidity)
+            for uidvalidity, same_uidvalidity in folder_failures.grouped("uidvalidity").items():
                 # First retries go together; a message that failed again is retried
                 # alone, so one that kills the connection cannot hold the others back.
                 first = same_uidvalidity.filtered(lambda f: f.attempt_count < 2)

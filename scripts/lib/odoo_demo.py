@@ -31,10 +31,10 @@ def main():
         "--addons-path", args.addons_path, "--data-dir", args.data_dir, "--log-level", "warn",
     ])
     logging.getLogger("imapclient").setLevel(logging.WARNING)
+    from odoo.addons.onpipeline_mail.engine.connection import ServerSettings
     from odoo.addons.onpipeline_mail.engine.testing import accounts, mailgen
     from odoo.addons.onpipeline_mail.engine.testing.dovecot import Dovecot
     from odoo.addons.onpipeline_mail.engine.testing.smtp_server import SmtpServer
-    from odoo.addons.onpipeline_mail.engine.connection import ServerSettings
 
     with Dovecot(root=os.path.join(args.work, "dovecot")) as dovecot, \
             SmtpServer(os.path.join(dovecot.root, "certs")) as smtp:

@@ -9,8 +9,8 @@ added at run time with :meth:`Dovecot.add_user`.
 import ctypes
 import os
 import pwd
-import signal
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile

@@ -7,8 +7,8 @@ that files sent mail itself (Gmail, Microsoft 365).
 """
 
 import dataclasses
-import ssl
 import logging
+import ssl
 import threading
 import warnings
 
