@@ -19,6 +19,7 @@
         "views/onpipeline_mail_sync_failure_views.xml",
         "views/onpipeline_mailbox_views.xml",
         "wizard/onpipeline_mailbox_test_email_views.xml",
+        "views/onpipeline_mail_send_views.xml",
         "views/crm_team_views.xml",
         "views/res_users_views.xml",
         "views/res_config_settings_views.xml",

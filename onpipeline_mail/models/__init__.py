@@ -5,6 +5,10 @@ from . import onpipeline_mail_message
 from . import onpipeline_mail_message_location
 from . import onpipeline_mail_sync_failure
 from . import onpipeline_mailbox_sync
+from . import onpipeline_mail_sent_copy
+from . import onpipeline_mailbox_send
+from . import onpipeline_mail_message_compose
+from . import mail_mail
 from . import crm_team
 from . import res_users
 from . import res_config_settings
