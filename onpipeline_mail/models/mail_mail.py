@@ -11,7 +11,10 @@ the notifications shown in the chatter.
 
 import logging
 
+import psycopg2
+
 from odoo import _, api, fields, models, tools
+from odoo.exceptions import AccessError
 
 from odoo.addons.base.models.ir_mail_server import MailDeliveryException
 
@@ -36,10 +39,16 @@ class MailMail(models.Model):
     @api.model_create_multi
     def create(self, vals_list):
         context = self.env.context
+        if context.get("onpipeline_mailbox_id"):
+            self._onpipeline_check_context_mailbox(context["onpipeline_mailbox_id"])
+        reply_to = context.get("onpipeline_reply_to_id") or False
+        if reply_to:
+            answered = self.env["onpipeline.mail.message"].browse(reply_to).exists()
+            reply_to = answered.id if answered and answered.has_access("read") else False
         for vals in vals_list:
             if "onpipeline_mailbox_id" not in vals and "onpipeline_mailbox_id" in context:
                 vals["onpipeline_mailbox_id"] = context["onpipeline_mailbox_id"] or False
-                vals.setdefault("onpipeline_reply_to_id", context.get("onpipeline_reply_to_id") or False)
+                vals.setdefault("onpipeline_reply_to_id", reply_to)
         mails = super().create(vals_list)
         if "onpipeline_mailbox_id" not in context:
             for mail in mails.sudo().filtered(lambda m: not m.onpipeline_mailbox_id):
@@ -47,6 +56,15 @@ class MailMail(models.Model):
                 if mailbox:
                     mail.onpipeline_mailbox_id = mailbox
         return mails
+
+    @api.model
+    def _onpipeline_check_context_mailbox(self, mailbox_id):
+        """The context comes from the client: only a mailbox the user may send from is accepted."""
+        user = self.env.user
+        if user._is_superuser():
+            return
+        if mailbox_id not in self.env["onpipeline.mailbox"]._sending_mailboxes(user).ids:
+            raise AccessError(_("You cannot send from this mailbox."))
 
     def _onpipeline_default_mailbox(self):
         """The author's personal mailbox, for a message written in the chatter of a contact or an opportunity."""
@@ -89,25 +107,46 @@ class MailMail(models.Model):
                     raise errors.SendError(_("The message has no recipient."), reason="no_recipient")
                 raw = smtp.send_message(mailbox._smtp_settings(), message, from_addr=mailbox.email,
                                         to_addrs=recipients)
-            except errors.MailSyncError as exc:
-                _logger.info("mail.mail %s: sending through mailbox %s failed (%s)", mail.id, mailbox.id, exc.reason)
-                mailbox._record_send_outcome(exc)
-                # "mail_smtp" keeps the mail (Odoo deletes those failed for a missing address): nothing is lost.
-                failure_type = "mail_smtp"
-                mail.write({"state": "exception", "failure_reason": str(exc)})
-                mail._postprocess_sent_message(success_pids=[], failure_reason=str(exc), failure_type=failure_type)
-                if raise_exception:
-                    raise MailDeliveryException(_("Sending through %s failed", mailbox.email), str(exc)) from exc
+            except (MemoryError, psycopg2.Error):
+                raise  # the transaction is unusable: Odoo's queue rolls back and tries again later
+            except Exception as exc:  # as Odoo's _send: one broken mail must not block the queue
+                mail._onpipeline_fail(mailbox, exc, raise_exception)
                 if auto_commit:
                     self.env.cr.commit()  # pylint: disable=invalid-commit
                 continue
-            mailbox._record_send_outcome()
             mail.write({"state": "sent", "failure_reason": False})
-            mailbox._after_send(raw, message["Message-ID"])
+            if auto_commit:
+                # Sent is sent: whatever happens next, the queue must not send it again.
+                self.env.cr.commit()  # pylint: disable=invalid-commit
+            mailbox._record_send_outcome()
+            mail._onpipeline_after_send(mailbox, raw, message["Message-ID"])
             mail._postprocess_sent_message(success_pids=success_pids)
             if auto_commit:
                 self.env.cr.commit()  # pylint: disable=invalid-commit
         return True
+
+    def _onpipeline_fail(self, mailbox, exc, raise_exception=False):
+        """The mail stays, failed with the reason (Retry and Cancel as any Odoo mail); nothing was sent."""
+        if isinstance(exc, errors.MailSyncError):
+            _logger.info("mail.mail %s: sending through mailbox %s failed (%s)", self.id, mailbox.id, exc.reason)
+            mailbox._record_send_outcome(exc)
+            reason = str(exc)
+        else:
+            _logger.exception("mail.mail %s: sending through mailbox %s failed", self.id, mailbox.id)
+            reason = tools.exception_to_unicode(exc)
+        # "mail_smtp" keeps the mail (Odoo deletes those failed for a missing address): nothing is lost.
+        self.write({"state": "exception", "failure_reason": reason})
+        self._postprocess_sent_message(success_pids=[], failure_reason=reason, failure_type="mail_smtp")
+        if raise_exception:
+            raise MailDeliveryException(_("Sending through %s failed", mailbox.email), reason) from exc
+
+    def _onpipeline_after_send(self, mailbox, raw, message_id):
+        """The copy in Sent and the stored message; a failure here never turns a sent mail into a failed one."""
+        try:
+            with self.env.cr.savepoint():
+                mailbox._after_send(raw, message_id)
+        except Exception:  # the message is out: log, the next sync stores what the server has
+            _logger.exception("mail.mail %s: sent through mailbox %s, but storing it failed", self.id, mailbox.id)
 
     def _onpipeline_build_message(self, mailbox):
         """The message as Odoo would build it (body, layout, attachments), sent as the mailbox.

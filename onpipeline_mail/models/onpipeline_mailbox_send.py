@@ -45,7 +45,7 @@ class OnpipelineMailbox(models.Model):
             mailbox.sent_copy_count = len(mailbox.sent_copy_ids)
 
     def write(self, vals):
-        if "sent_copy_mode" in vals or "smtp_host" in vals:
+        if {"sent_copy_mode", "imap_host", "smtp_host"} & set(vals):
             vals = dict(vals, server_files_sent="unknown")
         return super().write(vals)
 

