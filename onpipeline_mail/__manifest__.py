@@ -24,6 +24,8 @@
         "views/res_users_views.xml",
         "views/res_config_settings_views.xml",
         "views/onpipeline_mail_menus.xml",
+        "views/onpipeline_mail_link_views.xml",
+        "wizard/onpipeline_mail_link_wizard_views.xml",
     ],
     "application": True,
     "installable": True,

@@ -12,3 +12,7 @@ from . import mail_mail
 from . import crm_team
 from . import res_users
 from . import res_config_settings
+from . import onpipeline_mail_link
+from . import onpipeline_mail_message_link
+from . import res_partner
+from . import crm_lead

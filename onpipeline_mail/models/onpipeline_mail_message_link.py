@@ -1,0 +1,563 @@
+"""Linking synced emails to contacts and deals, and showing them in their history.
+
+Runs right after a sync batch is stored (``_store_batch``) and again when a
+contact or deal gets an address later (``_link_late``). Every run is
+idempotent: it only adds the links that are missing, and a link removed by
+hand stays archived, so it never comes back.
+"""
+
+import collections
+import datetime
+import email.utils
+import os
+import re
+
+from markupsafe import Markup
+
+from odoo import _, api, fields, models, tools
+from odoo.exceptions import UserError
+from odoo.osv import expression
+
+from ..engine.parse import normalize_address
+
+#: Local parts (``name@``), domains and addresses never linked; a setting overrides it.
+DEFAULT_IGNORED = ("noreply@ no-reply@ no_reply@ donotreply@ do-not-reply@ do_not_reply@ mailer-daemon@ "
+                   "postmaster@ bounce@ bounces@ notification@ notifications@")
+FREE_MAIL_FILE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "free_mail_domains.txt")
+
+
+def _read_free_mail_domains(path=FREE_MAIL_FILE):
+    with open(path, encoding="utf-8") as lines:
+        return frozenset(line.strip().lower() for line in lines if line.strip() and not line.startswith("#"))
+
+
+FREE_MAIL_DOMAINS = _read_free_mail_domains()
+
+
+def addresses_of(*values):
+    """Normalized addresses of address header values, in order, without repeats."""
+    result = []
+    for value in values:
+        if not value:
+            continue
+        for _name, address in email.utils.getaddresses([value]):
+            normalized = normalize_address(address)
+            if "@" in normalized and normalized not in result:
+                result.append(normalized)
+    return result
+
+
+def address_variants(address):
+    """The forms a contact's ``email_normalized`` may take for ``address``: Unicode and IDNA domain."""
+    local, _at, domain = address.rpartition("@")
+    variants = {address}
+    try:
+        variants.add("%s@%s" % (local, domain.encode("idna").decode("ascii")))
+    except UnicodeError:
+        pass
+    odoo_form = tools.email_normalize(address)
+    if odoo_form:
+        variants.add(odoo_form)
+    return variants
+
+
+def domain_of(address):
+    return address.rpartition("@")[2]
+
+
+class IgnoreRules:
+    """The ignore list: ``name@`` ignores a local part, ``domain`` a domain and its subdomains."""
+
+    def __init__(self, text):
+        self.local_parts, self.domains, self.addresses = set(), set(), set()
+        for token in re.split(r"[\s,;]+", (text or "").lower()):
+            if not token:
+                continue
+            if token.endswith("@"):
+                self.local_parts.add(token[:-1])
+            elif "@" in token.strip("@"):
+                self.addresses.add(normalize_address(token))
+            else:
+                self.domains.add(domain_of(normalize_address("x@" + token.lstrip("@"))))
+
+    def __contains__(self, address):
+        local, _at, domain = address.rpartition("@")
+        return (address in self.addresses or local in self.local_parts or local.split("+")[0] in self.local_parts
+                or any(domain == ignored or domain.endswith("." + ignored) for ignored in self.domains))
+
+
+class OnpipelineMailbox(models.Model):
+    _inherit = "onpipeline.mailbox"
+
+    linked_visibility = fields.Selection(
+        [("colleagues", "Colleagues who can see the contact or deal"), ("owner", "Only me")],
+        "Linked Mail Visible To", default="colleagues", required=True, tracking=True,
+        help="Mail of a personal mailbox that is not linked is only ever visible to its owner. Linked mail "
+             "shows in the history of the contact or deal for everyone who can see them, or only to you.")
+
+    def _shares_linked_mail(self):
+        self.ensure_one()
+        return self.mailbox_type == "team" or self.linked_visibility == "colleagues"
+
+    def write(self, vals):
+        result = super().write(vals)
+        if "linked_visibility" in vals or "mailbox_type" in vals:
+            links = self.env["onpipeline.mail.link"].sudo().search([("mailbox_id", "in", self.ids)])
+            for mailbox in self:
+                mailbox_links = links.filtered(lambda link, mailbox=mailbox: link.mailbox_id == mailbox)
+                if mailbox._shares_linked_mail():
+                    mailbox_links.message_id._post_history(mailbox_links)
+                else:
+                    mailbox_links._remove_history()
+        return result
+
+
+class OnpipelineMailMessage(models.Model):
+    _inherit = "onpipeline.mail.message"
+
+    link_ids = fields.One2many("onpipeline.mail.link", "message_id", "Links", readonly=True)
+    partner_ids = fields.Many2many("res.partner", string="Contacts", compute="_compute_link_targets",
+                                   search="_search_partner_ids")
+    lead_ids = fields.Many2many("crm.lead", string="Deals", compute="_compute_link_targets",
+                                search="_search_lead_ids")
+    link_state = fields.Selection(
+        [("pending", "Not processed yet"), ("linked", "Linked"), ("candidates", "Deal to choose"),
+         ("not_linked", "No matching contact"), ("internal", "Between colleagues")],
+        "Link Status", compute="_compute_link_state", store=True, index=True)
+    link_date = fields.Datetime("Linked On", readonly=True, copy=False)
+    is_internal_only = fields.Boolean("Between Colleagues", readonly=True)
+    is_deal_locked = fields.Boolean(
+        "Deal Chosen by Hand", readonly=True,
+        help="The deal of this email was chosen or removed by hand; replies in its thread follow that choice.")
+    participant_emails = fields.Char(
+        compute="_compute_participant_emails", store=True, index="trigram",
+        help="Normalized addresses of From, To, Cc and Reply-To, space-separated and space-framed.")
+    thread_key = fields.Char(compute="_compute_thread_key", store=True, index=True,
+                             help="Message-ID of the first message of the conversation.")
+    thread_id = fields.Many2one("onpipeline.mail.message", "Conversation", compute="_compute_thread_id",
+                                store=True, index=True)
+    is_shared_through_link = fields.Boolean(compute="_compute_is_shared_through_link",
+                                            search="_search_is_shared_through_link")
+
+    # ------------------------------------------------------------------
+    # Fields
+    # ------------------------------------------------------------------
+
+    @api.depends("link_ids.partner_id", "link_ids.lead_id", "link_ids.is_candidate")
+    def _compute_link_targets(self):
+        for message in self:
+            links = message.link_ids.filtered(lambda link: not link.is_candidate)
+            message.partner_ids = links.partner_id
+            message.lead_ids = links.lead_id
+
+    def _search_partner_ids(self, operator, value):
+        return [("link_ids", "any", [("is_candidate", "=", False), ("partner_id", operator, value)])]
+
+    def _search_lead_ids(self, operator, value):
+        return [("link_ids", "any", [("is_candidate", "=", False), ("lead_id", operator, value)])]
+
+    @api.depends("link_ids.is_candidate", "link_ids.active", "is_internal_only", "link_date")
+    def _compute_link_state(self):
+        for message in self:
+            if message.link_ids.filtered(lambda link: not link.is_candidate):
+                message.link_state = "linked"
+            elif message.link_ids:
+                message.link_state = "candidates"
+            elif message.is_internal_only:
+                message.link_state = "internal"
+            elif message.link_date:
+                message.link_state = "not_linked"
+            else:
+                message.link_state = "pending"
+
+    @api.depends("email_from", "email_to", "email_cc", "reply_to")
+    def _compute_participant_emails(self):
+        for message in self:
+            addresses = addresses_of(message.email_from, message.email_to, message.email_cc, message.reply_to)
+            message.participant_emails = " %s " % " ".join(addresses) if addresses else False
+
+    @api.depends("references", "in_reply_to", "message_key")
+    def _compute_thread_key(self):
+        for message in self:
+            references = (message.references or "").split()
+            message.thread_key = references[0] if references else message.in_reply_to or message.message_key
+
+    @api.depends("thread_key", "mailbox_id")
+    def _compute_thread_id(self):
+        roots = {}
+        stored = self.filtered("id")
+        if stored:
+            for root in self.sudo().search([("mailbox_id", "in", stored.mailbox_id.ids),
+                                            ("message_key", "in", list(set(stored.mapped("thread_key"))))]):
+                roots[(root.mailbox_id.id, root.message_key)] = root.id
+        for message in self:
+            message.thread_id = roots.get((message.mailbox_id.id, message.thread_key), message.id or False)
+
+    def _compute_is_shared_through_link(self):
+        shared = self.search([("id", "in", self.ids), ("is_shared_through_link", "=", True)])
+        for message in self:
+            message.is_shared_through_link = message in shared
+
+    def _search_is_shared_through_link(self, operator, value):
+        """Emails linked to a contact or deal the current user can read, from a mailbox that shares them.
+
+        Used by a record rule: rules run as superuser, so the contacts' and deals'
+        own rules are applied here explicitly, as the real user.
+        """
+        if operator not in ("=", "!=") or not isinstance(value, bool):
+            raise UserError(_("Unsupported search on shared emails."))
+        env = self.env(su=False)
+        targets = []
+        for model, field in (("crm.lead", "lead_id"), ("res.partner", "partner_id")):
+            if env["ir.model.access"].check(model, "read", raise_exception=False):
+                targets.append([(field, "in", env[model].with_context(active_test=False)._search([]))])
+        if targets:
+            domain = [
+                ("link_ids", "any", expression.AND([[("is_candidate", "=", False)], expression.OR(targets)])),
+                "|", ("mailbox_id.mailbox_type", "=", "team"), ("mailbox_id.linked_visibility", "=", "colleagues"),
+            ]
+        else:
+            domain = expression.FALSE_DOMAIN
+        return domain if (operator == "=") == value else ["!"] + domain
+
+    # ------------------------------------------------------------------
+    # Hook: link every stored batch
+    # ------------------------------------------------------------------
+
+    @api.model
+    def _store_batch(self, folder, uidvalidity, fetched):
+        messages = super()._store_batch(folder, uidvalidity, fetched)
+        new = messages.filtered(lambda message: not message.link_date)
+        if new:
+            # A root that arrives after its replies becomes their conversation.
+            orphans = self.sudo().search([("mailbox_id", "=", folder.mailbox_id.id),
+                                          ("thread_key", "in", new.mapped("message_key")), ("id", "not in", new.ids)])
+            if orphans:
+                self.env.add_to_compute(self._fields["thread_id"], orphans)
+            new._link()
+        return messages
+
+    @api.model
+    def _link_late(self, addresses):
+        """A contact or deal got these addresses: link the mail already synced with them."""
+        addresses = {normalize_address(address) for address in addresses if address} - {""}
+        if not addresses:
+            return
+        domain = expression.OR([[("participant_emails", "ilike", " %s " % address)] for address in addresses])
+        self.sudo().search(domain + [("link_date", "!=", False)])._link()
+
+    # ------------------------------------------------------------------
+    # The linking rules
+    # ------------------------------------------------------------------
+
+    def _link_context(self):
+        params = self.env["ir.config_parameter"].sudo()
+        users = self.env["res.users"].sudo().with_context(active_test=False).search([("share", "=", False)])
+        internal = {normalize_address(email) for email in users.partner_id.mapped("email") + users.mapped("login")}
+        mailboxes = self.env["onpipeline.mailbox"].sudo().with_context(active_test=False).search([])
+        for mailbox in mailboxes:
+            internal |= mailbox._own_addresses()
+        internal.discard("")
+        return {
+            "internal": internal,
+            "internal_partners": users.partner_id,
+            "internal_domains": {domain_of(address) for address in internal if "@" in address} - FREE_MAIL_DOMAINS,
+            "ignored": IgnoreRules(params.get_param("onpipeline_mail.link_ignored_addresses", DEFAULT_IGNORED)),
+            "by_domain": str2bool(params.get_param("onpipeline_mail.link_by_domain", "False")),
+        }
+
+    def _link(self):
+        """Link these emails (idempotent): contacts by address, then one deal, the others as candidates."""
+        messages = self.sudo().with_context(active_test=True).sorted(
+            lambda message: (message.date or datetime.datetime.min, message.id))
+        if not messages:
+            return
+        context = messages._link_context()
+        participants = {message.id: addresses_of(message.email_from, message.email_to, message.email_cc,
+                                                 message.reply_to) for message in messages}
+        external = {
+            message.id: [address for address in participants[message.id]
+                         if address not in context["internal"] and address not in context["ignored"]]
+            for message in messages
+        }
+        all_external = set().union(*external.values())
+        contacts = messages._link_find_contacts(context, external, all_external)
+        thread_choice, refs = messages._link_thread_choices()
+        leads = messages._link_open_deals(contacts, all_external)
+
+        Link = self.env["onpipeline.mail.link"].sudo()
+        existing = Link.with_context(active_test=False).search([("message_id", "in", messages.ids)])
+        new_links = []
+        for message in messages:
+            known = existing.filtered(lambda link, message=message: link.message_id == message)
+            known_targets = set(known.mapped("partner_id")) | set(known.mapped("lead_id"))
+            new_links += [{"message_id": message.id, "partner_id": partner.id, "reason": reason}
+                          for partner, reason in contacts[message.id].items() if partner not in known_targets]
+            new_links += message._link_deal(leads, contacts[message.id], external[message.id], known_targets,
+                                            refs[message.id], thread_choice)
+
+        created = Link.create(new_links) if new_links else Link
+        now = fields.Datetime.now()
+        for message in messages:
+            internal_only = bool(participants[message.id]) and all(
+                address in context["internal"] for address in participants[message.id])
+            values = {"is_internal_only": internal_only}
+            if not message.link_date:
+                values["link_date"] = now
+            message.write(values)
+        messages._post_history(created)
+
+    def _link_find_contacts(self, context, external, all_external):
+        """{message id: {contact: reason}}: one query for every address of the batch (and one by domain)."""
+        Partner = self.env["res.partner"].sudo()
+        by_variant = {variant: address for address in all_external for variant in address_variants(address)}
+        contacts_by_address = collections.defaultdict(lambda: Partner)
+        if by_variant:
+            for partner in Partner.search([("email_normalized", "in", list(by_variant))]):
+                if partner not in context["internal_partners"]:
+                    contacts_by_address[normalize_address(partner.email_normalized)] |= partner
+        # Company by domain, for addresses no person matches (never free-mail domains).
+        companies_by_domain = collections.defaultdict(lambda: Partner)
+        domains = {domain_of(address) for address in all_external if not contacts_by_address[address]}
+        domains -= FREE_MAIL_DOMAINS | context["internal_domains"]
+        if context["by_domain"] and domains:
+            domain_filter = expression.OR([[("email_normalized", "=ilike", "%%@%s" % domain)] for domain in domains])
+            for company in Partner.search([("is_company", "=", True)] + domain_filter):
+                companies_by_domain[domain_of(normalize_address(company.email_normalized))] |= company
+        result = {}
+        for message in self:
+            found = {}
+            for address in external[message.id]:
+                matches = contacts_by_address[address] or companies_by_domain[domain_of(address)]
+                for partner in matches:
+                    found.setdefault(partner, "contact" if contacts_by_address[address] else "domain")
+            result[message.id] = {partner: reason for partner, reason in found.items()
+                                  if not partner.company_id or partner.company_id == message.company_id}
+        return result
+
+    def _link_thread_choices(self):
+        """The deal of each already linked ancestor, and each email's references, nearest first.
+
+        Returns ({message_key: crm.lead}, {message id: [message_key]}); an empty
+        lead means the deal was removed by hand, which replies follow too.
+        """
+        refs = {message.id: ([message.in_reply_to] if message.in_reply_to else [])
+                + list(reversed((message.references or "").split())) for message in self}
+        all_refs = set().union(*refs.values())
+        thread_choice = {}
+        if all_refs:
+            ancestors = self.sudo().search([("message_key", "in", list(all_refs)),
+                                            ("company_id", "in", self.company_id.ids)])
+            for ancestor in ancestors.sorted(lambda m: not m.is_deal_locked):
+                choice = ancestor._primary_deal_link().lead_id
+                if ancestor.message_key not in thread_choice and (choice or ancestor.is_deal_locked):
+                    thread_choice[ancestor.message_key] = choice
+        return thread_choice, refs
+
+    def _link_open_deals(self, contacts, addresses):
+        """Open opportunities of the contacts, of their companies, or with one of the addresses."""
+        Lead = self.env["crm.lead"].sudo()
+        partners = self.env["res.partner"].sudo()
+        for found in contacts.values():
+            for partner in found:
+                partners |= partner
+        variants = [variant for address in addresses for variant in address_variants(address)]
+        lead_filters = []
+        if partners:
+            lead_filters.append([("partner_id.commercial_partner_id", "in", partners.commercial_partner_id.ids)])
+        if variants:
+            lead_filters.append([("email_normalized", "in", variants)])
+        if not lead_filters:
+            return Lead
+        return Lead.search([("type", "=", "opportunity"), "|", ("stage_id", "=", False),
+                            ("stage_id.is_won", "=", False)] + expression.OR(lead_filters))
+
+    def _link_deal(self, leads, contacts, addresses, known_targets, refs, thread_choice):
+        """Values of the deal links of this email: the thread's deal, else the best open one and candidates."""
+        self.ensure_one()
+        deals = []  # [(lead, reason)], best first
+        followed = next((thread_choice[ref] for ref in refs if ref in thread_choice), None)
+        if followed is not None and not self._primary_deal_link():
+            if followed:
+                deals = [(followed, "thread")]
+            else:
+                self.is_deal_locked = True
+        elif contacts or addresses:
+            deals = self._rank_deals(leads, contacts, addresses)
+        primary = self._primary_deal_link().lead_id
+        locked = self.is_deal_locked
+        values = []
+        for lead, reason in deals:
+            if lead in known_targets:
+                continue
+            values.append({"message_id": self.id, "lead_id": lead.id, "reason": reason,
+                           "is_candidate": bool(primary or locked)})
+            known_targets.add(lead)
+            if not (primary or locked):
+                primary = lead
+        # Later messages of the batch that reply to this one follow it.
+        if primary or locked:
+            thread_choice.setdefault(self.message_key, primary)
+        return values
+
+    def _primary_deal_link(self):
+        self.ensure_one()
+        return self.link_ids.filtered(lambda link: link.lead_id and not link.is_candidate)[:1]
+
+    def _rank_deals(self, leads, contacts, addresses):
+        """Open deals of ``contacts`` (and their companies) for this email, best first, with the reason."""
+        self.ensure_one()
+        mailbox = self.mailbox_id
+        owner = mailbox.user_id if mailbox.mailbox_type == "personal" else self.env["res.users"]
+        team = mailbox.team_id if mailbox.mailbox_type == "team" else self.env["crm.team"]
+        commercial = {partner.commercial_partner_id: reason for partner, reason in contacts.items()}
+        ranked = []
+        for lead in leads:
+            if lead.company_id and lead.company_id != self.company_id:
+                continue
+            if lead.partner_id in contacts or (lead.email_normalized
+                                               and normalize_address(lead.email_normalized) in addresses):
+                reason = contacts.get(lead.partner_id, "contact")
+            elif lead.partner_id.commercial_partner_id in commercial:
+                reason = "domain" if commercial[lead.partner_id.commercial_partner_id] == "domain" else "company"
+            else:
+                continue
+            key = (bool(owner) and lead.user_id == owner, bool(team) and lead.team_id == team,
+                   lead.write_date or datetime.datetime.min, lead.id)
+            ranked.append((key, lead, reason))
+        ranked.sort(key=lambda item: item[0], reverse=True)
+        return [(lead, reason) for _key, lead, reason in ranked]
+
+    # ------------------------------------------------------------------
+    # History (chatter) of the linked records
+    # ------------------------------------------------------------------
+
+    def _post_history(self, links):
+        """Copy the emails into the history of their linked contacts and deals, like Odoo's incoming mail.
+
+        Created directly as the system: nobody is notified or subscribed, nothing is sent. Mail of a
+        personal mailbox set to "only me" gets no copy: it stays visible to its owner alone.
+        """
+        links = links.sudo().filtered(lambda link: link.active and not link.is_candidate and not link.mail_message_id
+                                      and link.message_id.mailbox_id._shares_linked_mail())
+        # Mail sent from Odoo is in the history already, under its own Message-ID.
+        ids = [message_id for message_id in links.message_id.mapped("message_id") if message_id]
+        if ids:
+            known = {(entry.message_id, entry.model, entry.res_id) for entry in self.env["mail.message"].sudo().search(
+                [("message_id", "in", ids), ("model", "in", ("crm.lead", "res.partner"))])}
+            links = links.filtered(lambda link: (link.message_id.message_id, (link.lead_id or link.partner_id)._name,
+                                                 (link.lead_id or link.partner_id).id) not in known)
+        if not links:
+            return
+        authors = links.message_id._history_authors()
+        comment = self.env.ref("mail.mt_comment")
+        values = []
+        for link in links:
+            message = link.message_id
+            record = link.lead_id or link.partner_id
+            values.append({
+                "model": record._name,
+                "res_id": record.id,
+                "message_type": "email",
+                "subtype_id": comment.id,
+                "is_internal": True,
+                "author_id": authors.get(message.id, False),
+                "email_from": message.email_from,
+                "reply_to": message.reply_to or message.email_from,
+                "subject": message.subject or False,
+                "body": message._history_body(),
+                "date": message.date,
+                "message_id": message.message_id or False,
+            })
+        entries = self.env["mail.message"].sudo().with_context(mail_create_nosubscribe=True).create(values)
+        Attachment = self.env["ir.attachment"].sudo()
+        for link, entry in zip(links, entries, strict=True):
+            attachments = link.message_id.sudo().attachment_ids
+            if attachments:
+                copies = Attachment.create([{
+                    "name": attachment.name, "raw": attachment.raw, "mimetype": attachment.mimetype,
+                    "res_model": "mail.message", "res_id": entry.id,
+                } for attachment in attachments])
+                entry.attachment_ids = [(6, 0, copies.ids)]
+            link.mail_message_id = entry
+
+    def _history_authors(self):
+        """{message id: partner id} of the senders: a contact or colleague with the From address."""
+        addresses = {address for address in self.mapped("author_email") if address}
+        by_variant = {variant: address for address in addresses for variant in address_variants(address)}
+        partners = {}
+        if by_variant:
+            users = self.env["res.users"].sudo().search([("share", "=", False)])
+            for partner in self.env["res.partner"].sudo().search([("email_normalized", "in", list(by_variant))],
+                                                                 order="id"):
+                address = normalize_address(partner.email_normalized)
+                # A colleague wins over a contact with the same address.
+                if address not in partners or partner in users.partner_id:
+                    partners[address] = partner.id
+        result = {}
+        for message in self:
+            partner = partners.get(message.author_email)
+            if not partner and message.direction == "outgoing" and message.mailbox_id.user_id:
+                partner = message.mailbox_id.user_id.partner_id.id
+            result[message.id] = partner or False
+        return result
+
+    def _history_body(self):
+        self.ensure_one()
+        label = _("Outgoing email") if self.direction == "outgoing" else _("Incoming email")
+        lines = [Markup("<b>%s</b>") % label]
+        for name, value in ((_("From"), self.email_from), (_("To"), self.email_to), (_("Cc"), self.email_cc)):
+            if value:
+                lines.append(Markup("%s: %s") % (name, value))
+        header = Markup('<p class="o_onpipeline_mail_%s text-muted small">%s</p>') % (
+            self.direction, Markup("<br/>").join(lines))
+        body = Markup(self.body_html) if self.body_html else tools.plaintext2html(self.body_text or "")
+        return header + body
+
+    # ------------------------------------------------------------------
+    # Manual control
+    # ------------------------------------------------------------------
+
+    def _link_manually(self, lead=None, partner=None):
+        """Link these emails to ``lead`` (replacing their deal) and/or ``partner``; the choice sticks."""
+        self.check_access("read")
+        for target in (lead, partner):
+            if target:
+                target.check_access("read")
+        Link = self.env["onpipeline.mail.link"].sudo().with_context(active_test=False)
+        changed = Link
+        for message in self.sudo():
+            links = Link.search([("message_id", "=", message.id)])
+            if lead:
+                current = links.filtered(lambda link: link.lead_id and not link.is_candidate and link.active)
+                others = current.filtered(lambda link: link.lead_id != lead)
+                others._remove_history()
+                others.write({"active": False})
+                message.is_deal_locked = True
+                changed |= message._activate_link(links.filtered(lambda link: link.lead_id == lead), lead_id=lead.id)
+            if partner:
+                changed |= message._activate_link(links.filtered(lambda link: link.partner_id == partner),
+                                                  partner_id=partner.id)
+        self._post_history(changed)
+        return True
+
+    def _activate_link(self, link, **target):
+        if link:
+            link.write({"active": True, "is_candidate": False, "reason": "manual"})
+            return link
+        return self.env["onpipeline.mail.link"].sudo().create(
+            dict(target, message_id=self.id, reason="manual", is_candidate=False))
+
+    def action_open_link_wizard(self):
+        return {
+            "type": "ir.actions.act_window",
+            "name": _("Link Email"),
+            "res_model": "onpipeline.mail.link.wizard",
+            "view_mode": "form",
+            "target": "new",
+            "context": {"default_message_ids": [(6, 0, self.ids)]},
+        }
+
+
+def str2bool(value):
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
