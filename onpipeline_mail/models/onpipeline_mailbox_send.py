@@ -163,6 +163,9 @@ class OnpipelineMailbox(models.Model):
         values["direction"] = "outgoing"
         message = Message.create(values)
         Message._create_attachments(message, {key: attachments})
+        if hasattr(type(message), "_link"):
+            # Linked to contacts and deals at once, as _store_batch does for synced mail.
+            message._link()
         return message
 
     def _retry_sent_copies(self):
@@ -177,7 +180,8 @@ class OnpipelineMailbox(models.Model):
 
     def _sync(self, commit=None, deadline=None, manual=False):
         done = super()._sync(commit=commit, deadline=deadline, manual=manual)
-        if self.sudo().sent_copy_ids and self.sudo().state == "connected":
+        # Only after a run that reached the server: a server that is down is not asked twice.
+        if done and self.sudo().sent_copy_ids:
             self.sudo()._retry_sent_copies()
             (commit or (lambda: None))()
         return done

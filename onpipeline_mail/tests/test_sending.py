@@ -2,7 +2,7 @@ import email
 import email.policy
 
 from odoo.exceptions import AccessError, UserError
-from odoo.tests import tagged
+from odoo.tests import Form, tagged
 from odoo.tools import mute_logger
 
 from ..engine.connection import imap_session
@@ -312,6 +312,19 @@ class TestSending(OnpipelineMailCase):
         composer.action_send_mail()
         [received] = self.received_from(team_account)
         self.assertEqual(parse(received.data)["From"].addresses[0].addr_spec, team_account.username)
+
+    def test_composer_form_offers_the_mailboxes(self):
+        account, mailbox = self.connect("plain")
+        form = Form(self.env["mail.compose.message"].with_user(self.user_alice).with_context(
+            default_model="crm.lead", default_res_ids=self.lead.ids, default_composition_mode="comment",
+            default_partner_ids=self.customer.ids))
+        self.assertEqual(form.onpipeline_mailbox_id, mailbox)
+        form.subject = "From the form"
+        form.body = "<p>Typed in the composer</p>"
+        form.save().action_send_mail()
+        sent = parse(self.received_from(account)[-1].data)
+        self.assertEqual(sent["Subject"], "From the form")
+        self.assertIn("Typed in the composer", sent.get_body(("html",)).get_content())
 
     @mute_logger("odoo.addons.base.models.ir_rule", "odoo.models")
     def test_mailbox_in_a_forged_context_is_refused(self):
