@@ -12,7 +12,6 @@ import json
 import os
 import platform
 import shutil
-import statistics
 import subprocess
 import sys
 import time
@@ -33,6 +32,14 @@ from onpipeline_mail.engine.testing.dovecot import Dovecot  # noqa: E402
 
 PARTS = ("raw", "engine", "nochange", "odoo", "new100", "fetchmail", "workers")
 MB = 1024 * 1024
+
+
+def cpu_ticks():
+    """(busy, total) jiffies of the whole machine, from /proc/stat."""
+    with open("/proc/stat") as handle:
+        values = [int(value) for value in handle.readline().split()[1:]]
+    idle = values[3] + values[4]
+    return sum(values) - idle, sum(values)
 
 
 def log(*args):
@@ -74,6 +81,7 @@ class Bench:
         self.odoo_missing = os.environ.get("BENCH_ODOO_MISSING", "no Odoo 18 found")
         self.template_ready = False
         self.db_counter = 0
+        self.profiles = []
 
     # -- mail server ---------------------------------------------------------------------------
 
@@ -188,13 +196,18 @@ class Bench:
             self.dovecot.stop()
 
     def run_n(self, n, parts):
-        options = self.options
         settings = self.account("bench%d@example.test" % n)
         totals = self.fill(settings, n, seed=n)
         self.results.setdefault("mailboxes", {})[str(n)] = {
             folder: {"messages": count, "bytes": size} for folder, (count, size) in totals.items()}
         if not hasattr(self, "fetchmail_source"):
             self.fetchmail_source = settings
+        self.run_engine_parts(n, settings, parts)
+        if "odoo" in parts:
+            self.run_odoo_parts(n, settings, parts)
+
+    def run_engine_parts(self, n, settings, parts):
+        options = self.options
         for repeat in range(options.repeat):
             for part in ("raw", "engine"):
                 if part in parts:
@@ -207,8 +220,13 @@ class Bench:
             for run in result["runs"]:
                 self.record(n, "engine_nochange", run)
             log("N=%d engine no-change: %s" % (n, result["runs"]))
-        if "odoo" not in parts:
-            return
+        if options.profile and "engine" in parts:
+            path = os.path.join(options.results, "profile-engine-n%d.prof" % n)
+            result = self.engine_job("engine", settings, profile=path)
+            self.profiles.append(("engine fetch + parse, N=%d, %.1f s under cProfile" % (n, result["wall"]), path))
+
+    def run_odoo_parts(self, n, settings, parts):
+        options = self.options
         db = None
         for repeat in range(options.odoo_repeat):
             if db:
@@ -220,6 +238,13 @@ class Bench:
             log("N=%d odoo first sync #%d: %d messages in %.1f s, peak RSS %.0f MB (before %.0f MB), links %s" % (
                 n, repeat + 1, result["messages"], result["wall"], result["peak_rss_mb"], result["rss_before_mb"],
                 result["linked"] or "none"))
+        if options.profile:
+            self.drop_db(db)
+            db = self.fresh_db("n%d" % n)
+            self.odoo_job("mailboxes", db, accounts=[self.account_args(settings)])
+            path = os.path.join(options.results, "profile-odoo-first-n%d.prof" % n)
+            result = self.odoo_job("sync", db, mode="cron", profile=path)
+            self.profiles.append(("Odoo first sync, N=%d, %.1f s under cProfile" % (n, result["wall"]), path))
         if "nochange" in parts:
             for repeat in range(options.repeat):
                 result = self.odoo_job("sync", db, mode="cron")
@@ -286,14 +311,18 @@ class Bench:
             start_at = time.time() + 20  # every process has loaded its registry by then
             processes = [self.odoo_job("sync", db, background=True, mode="method", start_at=start_at, max_calls=200)
                          for _ in range(workers)]
+            time.sleep(max(start_at - time.time(), 0))
+            busy_before, total_before = cpu_ticks()
             results = [job_result(process, "sync") for process in processes]
+            busy_after, total_after = cpu_ticks()
             wall = max(result["t_end"] for result in results) - start_at
             check = self.odoo_job("check", db)
             stored = sum(count for _mailbox, count in check["per_mailbox"])
             summary = {"workers": workers, "wall": wall, "messages": stored,
-                       "bytes": sum(result["bytes"] for result in results),
-                       "per_worker": [{"messages": r["messages"], "wall": r["wall"], "calls": r["calls"]}
-                                      for r in results],
+                       "bytes": check["bytes"],
+                       "per_worker": [{"messages": r["handled"], "wall": r["wall"], "cpu_s": r["cpu_s"],
+                                       "calls": r["calls"]} for r in results],
+                       "machine_cpu_busy": (busy_after - busy_before) / max(total_after - total_before, 1),
                        "duplicate_keys": check["duplicate_keys"], "duplicate_locations": check["duplicate_locations"],
                        "expected": per_mailbox * count}
             self.record("workers", "workers%d" % workers, summary)
@@ -316,6 +345,9 @@ def main(argv=None):
     parser.add_argument("--workers-n", type=int, default=10000,
                         help="messages over all mailboxes of the workers part (default 10000)")
     parser.add_argument("--workers-mailboxes", type=int, default=20)
+    parser.add_argument("--profile", action="store_true",
+                        help="also run the engine and the Odoo first sync once under cProfile (not timed); "
+                             "writes .prof files and their top functions next to the results")
     parser.add_argument("--work", default=None, help="work folder (default: a temporary one)")
     parser.add_argument("--results", default=os.path.join(BENCH_DIR, "results"))
     options = parser.parse_args(argv)
@@ -334,8 +366,8 @@ def main(argv=None):
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "cores": os.cpu_count(), "machine": platform.platform(), "python": platform.python_version(),
         "options": {key: value for key, value in vars(options).items() if key not in ("work", "results")},
-        "git": subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True).stdout.strip(),
+        "git": os.environ.get("BENCH_GIT_REV") or subprocess.run(
+            ["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
     }
     try:
         bench.run()
@@ -350,6 +382,8 @@ def main(argv=None):
             json.dump(bench.results, handle, indent=1, default=str)
         with open(os.path.join(options.results, name + ".txt"), "w") as handle:
             handle.write(text + "\n")
+            for title, path in bench.profiles:
+                handle.write("\n" + report.profile_text(title, path))
         log("results written to %s.{json,txt}" % os.path.join(options.results, name))
 
 

@@ -10,6 +10,7 @@ an empty state (search, sizes, planned batches, fetch, parse), no Odoo.
 saved states and counts their IMAP commands per folder.
 """
 
+import cProfile
 import json
 import os
 import sys
@@ -83,10 +84,16 @@ def _engine_sync(client, states, batch_size, window):
 
 def job_engine(args):
     window = window_start(args.get("window", "6m"))
+    profiler = cProfile.Profile() if args.get("profile") else None
+    if profiler:
+        profiler.enable()
     started = time.perf_counter()
     with imap_session(settings_from(args)) as client:
         count, size, _commands = _engine_sync(client, {}, args.get("batch", 200), window)
     wall = time.perf_counter() - started
+    if profiler:
+        profiler.disable()
+        profiler.dump_stats(args["profile"])
     peak, _rss = memory()
     return {"messages": count, "bytes": size, "wall": wall, "peak_rss_mb": peak}
 

@@ -21,6 +21,7 @@ Prints one ``RESULT {json}`` line. Jobs:
 """
 
 import contextlib
+import cProfile
 import json
 import resource
 import sys
@@ -59,11 +60,26 @@ def environment(registry):
 
 
 def link_fields(env):
-    """Fields that link a synced message to contacts or deals, if the linking code (issue 4) is installed."""
+    """How synced messages link to contacts and deals, if the linking code (issue 4) is installed:
+    the ``onpipeline.mail.link`` model, else relational fields of the message to res.partner/crm.lead."""
+    if "onpipeline.mail.link" in env:
+        return ["onpipeline.mail.link"]
     Message = env["onpipeline.mail.message"]
     return sorted(name for name, field in Message._fields.items()
                   if field.type in ("many2one", "many2many", "one2many")
                   and field.comodel_name in ("res.partner", "crm.lead") and not field.related)
+
+
+def count_links(env, links, mailbox_ids):
+    """Linked messages, and links to contacts and to deals, of the given mailboxes."""
+    if links == ["onpipeline.mail.link"]:
+        Link = env["onpipeline.mail.link"].with_context(active_test=False)
+        domain = [("message_id.mailbox_id", "in", mailbox_ids)]
+        return {"messages linked": len(Link.search(domain).message_id),
+                "contact links": Link.search_count(domain + [("partner_id", "!=", False)]),
+                "deal links": Link.search_count(domain + [("lead_id", "!=", False), ("is_candidate", "=", False)])}
+    Message = env["onpipeline.mail.message"]
+    return {name: Message.search_count([("mailbox_id", "in", mailbox_ids), (name, "!=", False)]) for name in links}
 
 
 def job_seed(env, args):
@@ -107,15 +123,22 @@ class CommandCounter:
     def __init__(self):
         self.folders = []
         self.sessions = []
+        self.stored = 0  # messages handed to _store_batch by this process
 
     @contextlib.contextmanager
     def install(self):
         from odoo.addons.onpipeline_mail.engine import sync as engine_sync
+        from odoo.addons.onpipeline_mail.models import onpipeline_mail_message as message_module
         from odoo.addons.onpipeline_mail.models import onpipeline_mailbox_sync as module
 
         original_session = module.connection.imap_session
         original_folder = module.OnpipelineMailboxFolder._sync_folder
+        original_store = message_module.OnpipelineMailMessage._store_batch
         counter = self
+
+        def _store_batch(model, folder, uidvalidity, fetched):
+            counter.stored += len(fetched)
+            return original_store(model, folder, uidvalidity, fetched)
 
         @contextlib.contextmanager
         def imap_session(settings, **kwargs):
@@ -132,11 +155,13 @@ class CommandCounter:
 
         module.connection.imap_session = imap_session
         module.OnpipelineMailboxFolder._sync_folder = _sync_folder
+        message_module.OnpipelineMailMessage._store_batch = _store_batch
         try:
             yield self
         finally:
             module.connection.imap_session = original_session
             module.OnpipelineMailboxFolder._sync_folder = original_folder
+            message_module.OnpipelineMailMessage._store_batch = original_store
 
 
 def _totals(env, mailbox_ids=None):
@@ -157,7 +182,11 @@ def job_sync(registry, args):
         time.sleep(max(args["start_at"] - time.time(), 0))
     counter = CommandCounter()
     calls = 0
+    profiler = cProfile.Profile() if args.get("profile") else None
+    if profiler:
+        profiler.enable()
     started = time.perf_counter()
+    cpu_started = time.process_time()
     with counter.install():
         while True:
             calls += 1
@@ -173,21 +202,23 @@ def job_sync(registry, args):
             if args.get("mode") == "method":
                 time.sleep(0.5)  # the rest is locked by another worker
     wall = time.perf_counter() - started
+    cpu = time.process_time() - cpu_started
     t_end = time.time()
+    if profiler:
+        profiler.disable()
+        profiler.dump_stats(args["profile"])
     peak, rss_after = memory()
     with environment(registry) as env:
         count_after, bytes_after = _totals(env, mailbox_ids)
-        linked = {}
-        Message = env["onpipeline.mail.message"]
-        for name in links:
-            linked[name] = Message.search_count([("mailbox_id", "in", mailbox_ids), (name, "!=", False)])
+        linked = count_links(env, links, mailbox_ids) if links else {}
         errors = env["onpipeline.mailbox"].search_read([("last_sync_error", "!=", False)], ["email", "last_sync_error"])
         failures = env["onpipeline.mail.sync.failure"].search_count([])
     folder_commands = {}
     for name, commands in counter.folders:
         folder_commands.setdefault(name, []).append(commands)
     return {
-        "wall": wall, "t_end": t_end, "messages": count_after - count_before, "bytes": int(bytes_after - bytes_before),
+        "wall": wall, "cpu_s": cpu, "handled": counter.stored, "t_end": t_end,
+        "messages": count_after - count_before, "bytes": int(bytes_after - bytes_before),
         "stored_total": count_after, "calls": calls, "pending": pending,
         "rss_before_mb": rss_before, "rss_after_mb": rss_after, "peak_rss_mb": peak,
         "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -230,8 +261,10 @@ def job_check(env, args):
     duplicate_locations = cr.fetchone()[0]
     cr.execute("SELECT mailbox_id, count(*) FROM onpipeline_mail_message GROUP BY mailbox_id ORDER BY mailbox_id")
     per_mailbox = cr.fetchall()
+    cr.execute("SELECT coalesce(sum(size), 0) FROM onpipeline_mail_message")
+    total_bytes = int(cr.fetchone()[0])
     return {"duplicate_keys": duplicate_keys, "duplicate_locations": duplicate_locations,
-            "per_mailbox": per_mailbox}
+            "per_mailbox": per_mailbox, "bytes": total_bytes}
 
 
 ENV_JOBS = {"seed": job_seed, "mailboxes": job_mailboxes, "fetchmail": job_fetchmail, "check": job_check}

@@ -4,6 +4,7 @@
 """
 
 import json
+import os
 import statistics
 import sys
 
@@ -44,6 +45,30 @@ def commands_note(runs, key):
                                              for folder, values in sorted(per_folder.items())), worst
 
 
+def part_notes(part, runs, data):
+    notes = []
+    last = runs[-1]
+    if part == "odoo_first":
+        linked = last.get("linked") or {}
+        notes.append("stored and linked (%s)" % ", ".join("%s: %d" % item for item in linked.items())
+                     if last.get("link_fields") else "stored (no linking code present)")
+        notes.append("RSS before %.0f MB" % median([run["rss_before_mb"] for run in runs]))
+        if last.get("failures"):
+            notes.append("%d failures recorded" % last["failures"])
+    if part in ("odoo_nochange", "engine_nochange"):
+        note, worst = commands_note(runs, "folder_commands" if part == "odoo_nochange" else "commands")
+        data["worst_commands"] = worst
+        notes.append(note)
+    if part.startswith("workers"):
+        notes.append("dup keys %d, dup locations %d, stored %d/%d" % (
+            last["duplicate_keys"], last["duplicate_locations"], last["messages"], last["expected"]))
+        if "machine_cpu_busy" in last:
+            notes.append("per worker: %s; machine CPU busy %.0f %%" % (", ".join(
+                "%d msgs, %.0f s CPU" % (worker["messages"], worker["cpu_s"]) for worker in last["per_worker"]),
+                100 * last["machine_cpu_busy"]))
+    return notes
+
+
 def render(results):
     meta = results.get("meta", {})
     runs = results.get("runs", {})
@@ -71,23 +96,7 @@ def render(results):
                 continue
             data = summarize(parts[part])
             summary[(n, part)] = data
-            notes = []
-            if part == "odoo_first":
-                last = parts[part][-1]
-                linked = last.get("linked") or {}
-                notes.append("stored and linked (%s)" % ", ".join("%s: %d" % item for item in linked.items())
-                             if last.get("link_fields") else "stored (no linking code present)")
-                notes.append("RSS before %.0f MB" % median([run["rss_before_mb"] for run in parts[part]]))
-                if last.get("failures"):
-                    notes.append("%d failures recorded" % last["failures"])
-            if part in ("odoo_nochange", "engine_nochange"):
-                note, worst = commands_note(parts[part], "folder_commands" if part == "odoo_nochange" else "commands")
-                data["worst_commands"] = worst
-                notes.append(note)
-            if part.startswith("workers"):
-                last = parts[part][-1]
-                notes.append("dup keys %d, dup locations %d, stored %d/%d" % (
-                    last["duplicate_keys"], last["duplicate_locations"], last["messages"], last["expected"]))
+            notes = part_notes(part, parts[part], data)
             if data["spread"] and data["runs"] > 1:
                 notes.append("wall %.2f-%.2f" % data["spread"])
             label_n = n if n.isdigit() else ("%d" % data["messages"] if data["messages"] is not None else "")
@@ -99,47 +108,58 @@ def render(results):
     return "\n".join(lines)
 
 
+def ratio(a, b):
+    if a is None or b is None or not b:
+        return None
+    return a / b
+
+
+def size_targets(summary, n, fetchmail):
+    out = []
+    raw, engine, first = (summary.get((n, part)) for part in ("raw", "engine", "odoo_first"))
+    if raw and engine:
+        out.append("  N=%s engine / raw download rate: %.0f %%" % (n, 100 * ratio(engine["rate"], raw["rate"])))
+    if raw and first:
+        value = ratio(first["rate"], raw["rate"])
+        out.append("  N=%s Odoo first sync / raw download rate: %.1f %%  (target >= 25 %%: %s)" % (
+            n, 100 * value, "MET" if value >= 0.25 else "MISSED"))
+    if first and fetchmail:
+        value = ratio(first["rate"], fetchmail["rate"])
+        out.append("  N=%s Odoo first sync / fetchmail rate: %.1fx  (target >= 20x: %s; fetchmail on %d messages)"
+                   % (n, value, "MET" if value >= 20 else "MISSED", fetchmail["messages"]))
+    for part, name in (("odoo_nochange", "Odoo"), ("engine_nochange", "engine")):
+        data = summary.get((n, part))
+        if data:
+            ok = (data.get("worst_commands") or 99) <= 3 and (int(n) > 10000 or data["wall"] < 0.5)
+            out.append("  N=%s %s no-change sync: %.3f s, at most %s round trips per folder  "
+                       "(target <= 3 and < 0.5 s at 10,000: %s)" % (
+                           n, name, data["wall"], data.get("worst_commands"), "MET" if ok else "MISSED"))
+    return out
+
+
+def scale_targets(summary, small, big):
+    out = []
+    for part, name in (("odoo_nochange", "Odoo"), ("engine_nochange", "engine")):
+        a, b = summary.get((small, part)), summary.get((big, part))
+        if a and b:
+            out.append("  %s no-change sync N=%s vs N=%s: %.3f s vs %.3f s (target not slower: %s)" % (
+                name, big, small, b["wall"], a["wall"], "MET" if b["wall"] <= a["wall"] * 1.2 else "MISSED"))
+    a, b = summary.get((small, "odoo_first")), summary.get((big, "odoo_first"))
+    if a and b:
+        delta = b["peak"] - a["peak"]
+        out.append("  peak RSS of a first sync N=%s - N=%s: %+.0f MB  (target <= 50 MB: %s)" % (
+            big, small, delta, "MET" if delta <= 50 else "MISSED"))
+    return out
+
+
 def targets(summary, results):
     out = []
-
-    def ratio(a, b):
-        if a is None or b is None or not b:
-            return None
-        return a / b
-
     sizes = sorted({int(n) for n, _part in summary if n.isdigit()})
     fetchmail = summary.get(("fetchmail", "fetchmail"))
     for n in map(str, sizes):
-        raw, engine, first = (summary.get((n, part)) for part in ("raw", "engine", "odoo_first"))
-        if raw and engine:
-            out.append("  N=%s engine / raw download rate: %.0f %%" % (n, 100 * ratio(engine["rate"], raw["rate"])))
-        if raw and first:
-            value = ratio(first["rate"], raw["rate"])
-            out.append("  N=%s Odoo first sync / raw download rate: %.1f %%  (target >= 25 %%: %s)" % (
-                n, 100 * value, "MET" if value >= 0.25 else "MISSED"))
-        if first and fetchmail:
-            value = ratio(first["rate"], fetchmail["rate"])
-            out.append("  N=%s Odoo first sync / fetchmail rate: %.1fx  (target >= 20x: %s; fetchmail on %d messages)"
-                       % (n, value, "MET" if value >= 20 else "MISSED", fetchmail["messages"]))
-        for part, name in (("odoo_nochange", "Odoo"), ("engine_nochange", "engine")):
-            data = summary.get((n, part))
-            if data:
-                ok = (data.get("worst_commands") or 99) <= 3 and (int(n) > 10000 or data["wall"] < 0.5)
-                out.append("  N=%s %s no-change sync: %.3f s, at most %s round trips per folder  "
-                           "(target <= 3 and < 0.5 s at 10,000: %s)" % (
-                               n, name, data["wall"], data.get("worst_commands"), "MET" if ok else "MISSED"))
+        out += size_targets(summary, n, fetchmail)
     if len(sizes) > 1:
-        small, big = str(sizes[0]), str(sizes[-1])
-        for part, name in (("odoo_nochange", "Odoo"), ("engine_nochange", "engine")):
-            a, b = summary.get((small, part)), summary.get((big, part))
-            if a and b:
-                out.append("  %s no-change sync N=%s vs N=%s: %.3f s vs %.3f s (target not slower: %s)" % (
-                    name, big, small, b["wall"], a["wall"], "MET" if b["wall"] <= a["wall"] * 1.2 else "MISSED"))
-        a, b = summary.get((small, "odoo_first")), summary.get((big, "odoo_first"))
-        if a and b:
-            delta = b["peak"] - a["peak"]
-            out.append("  peak RSS of a first sync N=%s - N=%s: %+.0f MB  (target <= 50 MB: %s)" % (
-                big, small, delta, "MET" if delta <= 50 else "MISSED"))
+        out += scale_targets(summary, str(sizes[0]), str(sizes[-1]))
     one, two = summary.get(("workers", "workers1")), summary.get(("workers", "workers2"))
     if one and two:
         value = ratio(two["rate"], one["rate"])
@@ -148,6 +168,19 @@ def targets(summary, results):
         out.append("  2 workers / 1 worker throughput: %.2fx (target >= 1.7x: %s); duplicates: %d (%s)" % (
             value, "MET" if value >= 1.7 else "MISSED", duplicates, "MET" if not duplicates else "MISSED"))
     return out
+
+
+def profile_text(title, path, limit=25):
+    """The top functions of a cProfile dump, by cumulative and by own time."""
+    import io  # noqa: PLC0415
+    import pstats  # noqa: PLC0415
+
+    out = io.StringIO()
+    out.write("== profile: %s (%s)\n" % (title, os.path.basename(path)))
+    stats = pstats.Stats(path, stream=out)
+    stats.sort_stats("cumulative").print_stats(limit)
+    stats.sort_stats("tottime").print_stats(limit)
+    return out.getvalue()
 
 
 if __name__ == "__main__":
