@@ -13,6 +13,7 @@
         "security/ir.model.access.csv",
         "data/onpipeline.mail.provider.csv",
         "data/ir_cron_data.xml",
+        "data/mail_layout_personal.xml",
         "views/onpipeline_mail_provider_views.xml",
         "views/onpipeline_mailbox_folder_views.xml",
         "views/onpipeline_mail_message_views.xml",

@@ -9,6 +9,7 @@ from . import onpipeline_mail_sent_copy
 from . import onpipeline_mailbox_send
 from . import onpipeline_mail_message_compose
 from . import mail_mail
+from . import mail_thread
 from . import crm_team
 from . import res_users
 from . import res_config_settings

@@ -69,10 +69,16 @@ class MailMail(models.Model):
     def _onpipeline_default_mailbox(self):
         """The author's personal mailbox, for a message written in the chatter of a contact or an opportunity."""
         self.ensure_one()
-        if self.message_type != "comment" or self.model not in ROUTED_MODELS:
-            return self.env["onpipeline.mailbox"]
-        users = self.author_id.user_ids.filtered(lambda u: not u.share)
+        return self._onpipeline_author_mailbox(self.message_type, self.model, self.author_id)
+
+    @api.model
+    def _onpipeline_author_mailbox(self, message_type, model, author):
         Mailbox = self.env["onpipeline.mailbox"].sudo()
+        if message_type != "comment" or model not in ROUTED_MODELS or not author:
+            return Mailbox
+        users = author.sudo().user_ids.filtered(lambda u: not u.share)
+        if not users:
+            return Mailbox
         return Mailbox.search([("mailbox_type", "=", "personal"), ("user_id", "in", users.ids),
                                ("active", "=", True)]).filtered("can_send")[:1]
 

@@ -95,6 +95,9 @@ class TestSending(OnpipelineMailCase):
         self.assertEqual(sent["Subject"], "Our offer")
         html = sent.get_body(("html",)).get_content()
         self.assertIn("<b>Carl</b>", html)
+        # What a mail client sends: no record banner, no company footer.
+        self.assertNotIn("Powered by", html)
+        self.assertNotIn("Big deal", html)
         [attachment] = list(sent.iter_attachments())
         self.assertEqual((attachment.get_filename(), attachment.get_content()), ("offer.pdf", b"%PDF-1.4 offer"))
 
@@ -164,6 +167,9 @@ class TestSending(OnpipelineMailCase):
         [received] = self.received_from(account)
         sent = parse(received.data)
         self.assertEqual(sent["From"].addresses[0].addr_spec, account.username)
+        html = sent.get_body(("html",)).get_content()
+        self.assertIn("Any news?", html)
+        self.assertNotIn("Powered by", html)
         self.assertEqual(len(self.copies(account, "[Gmail]/Sent Mail", sent["Message-ID"])), 1)
         self.assertEqual(mailbox.server_files_sent, "yes")
         message = self.stored(mailbox)
