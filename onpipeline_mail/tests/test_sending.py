@@ -153,6 +153,24 @@ class TestSending(OnpipelineMailCase):
         self.assertEqual(self.stored(mailbox).filtered(lambda m: m.direction == "outgoing").message_key,
                          answer.in_reply_to)
 
+    def test_sent_message_is_on_the_contact_and_the_deal_at_once_and_the_answer_follows(self):
+        account, mailbox = self.connect("plain")
+        self.compose(self.lead).action_send_mail()
+        sent = parse(self.received_from(account)[-1].data)
+        stored = self.stored(mailbox)
+        self.assertEqual(stored.lead_ids, self.lead)
+        self.assertIn(self.customer, stored.partner_ids)
+        history = self.env["mail.message"].sudo().search([("message_id", "=", sent["Message-ID"])])
+        self.assertEqual(sorted((entry.model, entry.res_id) for entry in history),
+                         sorted([("crm.lead", self.lead.id), ("res.partner", self.customer.id)]),
+                         "once on the deal (the chatter message itself), once on the contact")
+        reply = make_message("Re: Our offer", sender="Carl Customer <carl@client.example>", to=account.username,
+                             In_Reply_To=sent["Message-ID"], References=sent["Message-ID"])
+        append(account, "INBOX", reply)
+        mailbox._sync()
+        answer = self.stored(mailbox).filtered(lambda m: m.direction == "incoming")
+        self.assertEqual(answer.lead_ids, self.lead, "the answer comes back to the same deal")
+
     # ------------------------------------------------------------------
     # Chatter "Send message", server that files sent mail itself
     # ------------------------------------------------------------------
