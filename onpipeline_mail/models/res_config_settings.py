@@ -1,5 +1,6 @@
 from odoo import api, fields, models
 
+from .onpipeline_mail_message_link import DEFAULT_IGNORED
 from .onpipeline_mailbox_sync import DEFAULT_MAX_MESSAGE_MB
 
 SYNC_CRON = "onpipeline_mail.ir_cron_onpipeline_mail_sync"
@@ -22,6 +23,14 @@ class ResConfigSettings(models.TransientModel):
         "Largest Email Imported Whole (MB)", config_parameter="onpipeline_mail.max_message_size_mb",
         default=DEFAULT_MAX_MESSAGE_MB,
         help="Larger emails are kept with their headers and text, without attachments, and say so.")
+    onpipeline_mail_link_by_domain = fields.Boolean(
+        "Link to Companies by Domain", config_parameter="onpipeline_mail.link_by_domain",
+        help="When no contact has an address, link the email to the company whose email has the same domain. "
+             "Never for free-mail domains (gmail.com, outlook.com...).")
+    onpipeline_mail_link_ignored_addresses = fields.Char(
+        "Never Link", config_parameter="onpipeline_mail.link_ignored_addresses", default=DEFAULT_IGNORED,
+        help="Addresses never linked to contacts: \"name@\" for a local part on any domain, a domain for all "
+             "its addresses, or a full address; separated by spaces or commas.")
 
     @api.depends("company_id")
     def _compute_onpipeline_mail_sync_interval(self):

@@ -101,7 +101,7 @@ class TestContactMatching(LinkingCase):
         self.Partner.create({"name": "Gmail Fans", "is_company": True, "email": "fans@gmail.com"})
         first = self.deliver("off", sender="someone@acme.example")
         self.assertFalse(first.link_ids, "off by default")
-        self.env["ir.config_parameter"].sudo().set_param("onpipeline_mail.link_by_domain", "True")
+        self.env["res.config.settings"].create({"onpipeline_mail_link_by_domain": True}).execute()
         message = self.deliver("on", sender="someone@acme.example", Cc="friend@gmail.com")
         self.assertEqual(message.link_ids.partner_id, acme)
         self.assertEqual(message.link_ids.reason, "domain")
@@ -308,6 +308,14 @@ class TestLinkedMailVisibility(LinkingCase):
         message = self.deliver("shared")
         self.assertEqual(self.mailbox.linked_visibility, "colleagues")
         self.assertTrue(self.visible(self.user_bob, message))
+        # The list and the form of the email open for him (the mailbox itself stays private).
+        as_bob = message.with_user(self.user_bob)
+        as_bob.web_read({"subject": {}, "body_html": {}, "mailbox_id": {"fields": {"display_name": {}}},
+                         "partner_ids": {"fields": {"display_name": {}}}, "lead_ids": {}, "link_state": {},
+                         "folder_ids": {}, "attachment_ids": {},
+                         "link_ids": {"fields": {"partner_id": {}, "reason": {}, "is_candidate": {}}}})
+        self.Message.with_user(self.user_bob).web_search_read(
+            [], {"subject": {}, "email_from": {}, "partner_ids": {}, "link_state": {}, "folder_ids": {}})
         self.assertEqual(self.jane.with_user(self.user_bob).onpipeline_mail_count, 1)
         self.assertEqual(len(self.history(self.jane).with_user(self.user_bob).read(["body"])), 1)
         self.assertTrue(self.env["onpipeline.mail.link"].with_user(self.user_bob).search(
