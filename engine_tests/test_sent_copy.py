@@ -77,6 +77,24 @@ def test_server_that_does_not_file_gets_one_appended_copy(dovecot, smtp_server, 
     assert len(copies(imap, result.folder, message["Message-ID"])) == 1
 
 
+def test_find_sent_tells_whether_a_send_got_through(dovecot, smtp_server, filing):
+    imap, smtp_settings = account_with_smtp(dovecot, smtp_server, "gmail")
+    filing.register(imap.username, imap, "[Gmail]/Sent Mail")
+    try:
+        message = build(imap.username)
+        assert sent_copy.find_sent(imap, message["Message-ID"]) is None
+        smtp.send_message(smtp_settings, message)
+        found = sent_copy.find_sent(imap, message["Message-ID"])
+        assert (found.folder, found.action) == ("[Gmail]/Sent Mail", sent_copy.ALREADY_FILED)
+        assert found.uid in copies(imap, found.folder, message["Message-ID"])
+    finally:
+        filing.unregister(imap.username)
+    # No Sent folder at all: nothing was filed, nothing is created.
+    bare, _smtp = account_with_smtp(dovecot, smtp_server)
+    assert sent_copy.find_sent(bare, "<x@example.test>") is None
+    assert folder_names(bare) == ["INBOX"]
+
+
 @pytest.mark.parametrize("layout", ["plain", "gmail"])
 def test_server_that_files_sent_mail_is_recognised_and_not_doubled(dovecot, smtp_server, filing, layout):
     imap, smtp_settings = account_with_smtp(dovecot, smtp_server, layout)

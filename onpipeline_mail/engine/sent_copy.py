@@ -102,6 +102,25 @@ def file_sent_copy_on(client, raw, message_id, server_files=None, wait=DEFAULT_W
                           created_folder=created, folders=listed)
 
 
+def find_sent(settings, message_id, login=None):
+    """Where ``message_id`` is in the Sent folder, or None: was a send whose outcome is unknown delivered?
+
+    Only meaningful for a server that files what it sends: its copy in Sent
+    proves that the SMTP server accepted the message.
+    """
+    kwargs = {"login": login} if login else {}
+    with imap_session(settings, **kwargs) as client:
+        listed = tuple(folders.list_folders(client))
+        sent = folders.find_role(listed, folders.SENT)
+        if sent is None or not message_id:
+            return None
+        uidvalidity = _select(client, sent.name)
+        uids = find_message(client, message_id)
+        if not uids:
+            return None
+        return SentCopyResult(ALREADY_FILED, sent.name, uidvalidity, max(uids), filed_by_server=True, folders=listed)
+
+
 def find_message(client, message_id):
     """UIDs of the selected folder's messages whose Message-ID header is ``message_id``."""
     try:

@@ -18,7 +18,7 @@ from odoo.exceptions import AccessError
 
 from odoo.addons.base.models.ir_mail_server import MailDeliveryException
 
-from ..engine import errors, outgoing, smtp
+from ..engine import errors, outgoing, sent_copy, smtp
 
 _logger = logging.getLogger(__name__)
 
@@ -32,6 +32,7 @@ class MailMail(models.Model):
     onpipeline_mailbox_id = fields.Many2one(
         "onpipeline.mailbox", "Sent From Mailbox", index="btree_not_null", ondelete="set null", readonly=True,
         help="Sent through this mailbox's SMTP server instead of the company's outgoing server.")
+    onpipeline_attempt_count = fields.Integer("Send Attempts", readonly=True, copy=False)
     onpipeline_reply_to_id = fields.Many2one(
         "onpipeline.mail.message", "Answers", ondelete="set null", readonly=True,
         help="The synced email this one answers: In-Reply-To and References point to it.")
@@ -105,9 +106,15 @@ class MailMail(models.Model):
             mailbox = mail.sudo().onpipeline_mailbox_id
             # As Odoo does: if anything below rolls back after the SMTP server
             # accepted the message, the mail is not left "outgoing" to be sent twice.
-            mail.write({"state": "exception", "failure_reason": _("Interrupted while sending.")})
+            attempted = mail.onpipeline_attempt_count
+            mail.write({"state": "exception", "failure_reason": _("Interrupted while sending."),
+                        "onpipeline_attempt_count": attempted + 1})
             try:
                 mailbox._check_can_send()
+                if attempted and mail._onpipeline_delivered_before(mailbox):
+                    mail.write({"state": "sent", "failure_reason": False})
+                    mail._postprocess_sent_message(success_pids=mail.recipient_ids.ids)
+                    continue
                 message, recipients, success_pids = mail._onpipeline_build_message(mailbox)
                 if not recipients:
                     raise errors.SendError(_("The message has no recipient."), reason="no_recipient")
@@ -130,6 +137,28 @@ class MailMail(models.Model):
             if auto_commit:
                 self.env.cr.commit()  # pylint: disable=invalid-commit
         return True
+
+    def _onpipeline_delivered_before(self, mailbox):
+        """A retry: did an earlier attempt get through after all (the answer lost on the way back)?
+
+        A server that files what it sends proves it with its copy in Sent; then
+        the mail is marked sent instead of being sent twice. For other servers
+        nothing can tell, and the retry sends.
+        """
+        files = mailbox.sent_copy_mode == "never" or (
+            mailbox.sent_copy_mode == "auto" and mailbox.server_files_sent == "yes")
+        if not files or not mailbox.imap_host or not mailbox.sudo().imap_password \
+                or not outgoing.is_own_message_id(self.message_id, mailbox.email):
+            return False
+        try:
+            found = sent_copy.find_sent(mailbox._imap_settings(), self.message_id)
+        except errors.MailSyncError as exc:
+            _logger.info("mail.mail %s: cannot look in Sent before the retry (%s)", self.id, exc.reason)
+            return False
+        if found:
+            _logger.info("mail.mail %s: an earlier attempt was delivered (in %s): not sent again",
+                         self.id, found.folder)
+        return bool(found)
 
     def _onpipeline_fail(self, mailbox, exc, raise_exception=False):
         """The mail stays, failed with the reason (Retry and Cancel as any Odoo mail); nothing was sent."""

@@ -260,6 +260,36 @@ class TestSending(OnpipelineMailCase):
         self.assertEqual(len(self.received_from(account)), 1, "nothing is sent twice")
 
     @mute_logger("odoo.addons.onpipeline_mail.models.mail_mail")
+    def test_retry_of_a_send_that_got_through_does_not_send_again(self):
+        account, mailbox = self.connect("gmail")
+        mailbox.sudo().server_files_sent = "yes"
+        sent_folder = "[Gmail]/Sent Mail"
+
+        def file_then_fail(message):
+            # The provider accepted and filed the message, but the answer never reached us.
+            self.filing(message)
+            raise ConnectionResetError("connection lost after DATA")
+
+        self.filing.register(account.username, account, sent_folder)
+        self.addCleanup(self.filing.unregister, account.username)
+        self.smtp.on_message = file_then_fail
+        try:
+            self.compose(self.lead).action_send_mail()
+        finally:
+            self.smtp.on_message = self.filing
+        mail = self.env["mail.mail"].sudo().search([("onpipeline_mailbox_id", "=", mailbox.id)])
+        self.assertEqual((mail.state, mail.onpipeline_attempt_count), ("exception", 1))
+        attempts = len(self.received_from(account))
+        self.assertEqual(len(self.copies(account, sent_folder, mail.message_id)), 1)
+
+        chatter = mail.mail_message_id
+        mail.action_retry()
+        self.env["mail.mail"].process_email_queue()
+        self.assertEqual(len(self.received_from(account)), attempts, "not sent a second time")
+        self.assertEqual(chatter.notification_ids.notification_status, "sent")
+        self.assertEqual(len(self.copies(account, sent_folder, chatter.message_id)), 1)
+
+    @mute_logger("odoo.addons.onpipeline_mail.models.mail_mail")
     def test_wrong_smtp_password_and_cancel(self):
         account, mailbox = self.connect("plain")
         mailbox.sudo().smtp_password = "wrong"
