@@ -23,6 +23,9 @@ from ..engine.parse import normalize_address
 #: Local parts (``name@``), domains and addresses never linked; a setting overrides it.
 DEFAULT_IGNORED = ("noreply@ no-reply@ no_reply@ donotreply@ do-not-reply@ do_not_reply@ mailer-daemon@ "
                    "postmaster@ bounce@ bounces@ notification@ notifications@")
+#: Mail not linked yet (synced before linking existed) linked per scheduled run: batches of this size.
+PENDING_BATCH_SIZE = 200
+PENDING_BATCHES = 5
 FREE_MAIL_FILE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "free_mail_domains.txt")
 
 
@@ -94,6 +97,18 @@ class OnpipelineMailbox(models.Model):
         "Linked Mail Visible To", default="colleagues", required=True, tracking=True,
         help="Mail of a personal mailbox that is not linked is only ever visible to its owner. Linked mail "
              "shows in the history of the contact or deal for everyone who can see them, or only to you.")
+
+    @api.model
+    def _cron_sync_mailboxes(self):
+        super()._cron_sync_mailboxes()
+        # Mail stored before linking existed (or whose linking failed) is linked here, a bounded amount per run.
+        Message = self.env["onpipeline.mail.message"].sudo()
+        for _batch in range(PENDING_BATCHES):
+            pending = Message.search([("link_date", "=", False)], order="date, id", limit=PENDING_BATCH_SIZE)
+            if not pending:
+                break
+            pending._link()
+            self.env.cr.commit()
 
     def _shares_linked_mail(self):
         self.ensure_one()
@@ -440,6 +455,13 @@ class OnpipelineMailMessage(models.Model):
         """
         links = links.sudo().filtered(lambda link: link.active and not link.is_candidate and not link.mail_message_id
                                       and link.message_id.mailbox_id._shares_linked_mail())
+        if not links:
+            return
+        # Odoo's chatter orders by id: copies of newer mail are made again after older mail
+        # (the first sync reads newest first), so that the history stays in date order.
+        later = self._history_later_links(links)
+        later._remove_history()
+        links = (links | later).sorted(lambda link: (link.message_id.date, link.message_id.id, link.id))
         # Mail sent from Odoo is in the history already, under its own Message-ID.
         ids = [message_id for message_id in links.message_id.mapped("message_id") if message_id]
         if ids:
@@ -480,6 +502,19 @@ class OnpipelineMailMessage(models.Model):
                 } for attachment in attachments])
                 entry.attachment_ids = [(6, 0, copies.ids)]
             link.mail_message_id = entry
+
+    def _history_later_links(self, links):
+        """Links that already have a history entry on the same records, for mail newer than ``links``'."""
+        oldest = {}
+        for link in links:
+            key = (link.lead_id or link.partner_id)._name, (link.lead_id or link.partner_id).id
+            oldest[key] = min(oldest.get(key, link.message_id.date), link.message_id.date)
+        domain = expression.OR([[("lead_id" if model == "crm.lead" else "partner_id", "=", res_id)]
+                                for model, res_id in oldest])
+        candidates = self.env["onpipeline.mail.link"].sudo().search(
+            [("mail_message_id", "!=", False), ("id", "not in", links.ids)] + domain)
+        return candidates.filtered(lambda link: link.message_id.date > oldest[
+            (link.lead_id or link.partner_id)._name, (link.lead_id or link.partner_id).id])
 
     def _history_authors(self):
         """{message id: partner id} of the senders: a contact or colleague with the From address."""

@@ -1,5 +1,6 @@
 import datetime
 import email.utils
+from unittest.mock import patch
 
 from odoo.exceptions import AccessError
 from odoo.tests import Form, tagged
@@ -221,6 +222,28 @@ class TestHistory(LinkingCase):
         action = deal.with_user(self.user_alice).action_view_onpipeline_mail()
         self.assertEqual(sorted(self.Message.with_user(self.user_alice).search(action["domain"]).mapped("subject")),
                          ["my offer", "plans"])
+
+
+    def test_history_is_in_date_order_when_older_mail_comes_later(self):
+        now = datetime.datetime.now(UTC)
+        self.deliver("newest", date=now - datetime.timedelta(hours=1))
+        self.deliver("oldest", date=now - datetime.timedelta(days=5))
+        self.deliver("middle", date=now - datetime.timedelta(days=2))
+        # Odoo's chatter shows messages by id: ids must follow the dates.
+        entries = self.history(self.jane).sorted("id")
+        self.assertEqual(entries.mapped("subject"), ["oldest", "middle", "newest"])
+        self.assertEqual(self.env["onpipeline.mail.link"].search(
+            [("partner_id", "=", self.jane.id)]).mail_message_id, entries)
+
+    def test_mail_stored_before_linking_is_linked_by_the_scheduled_action(self):
+        message = self.deliver("old mail")
+        message.link_ids.unlink()
+        message.write({"link_date": False})
+        self.assertEqual(message.link_state, "pending")
+        with patch.object(self.env.cr, "commit"):
+            self.env["onpipeline.mailbox"]._cron_sync_mailboxes()
+        self.assertEqual(message.partner_ids, self.jane)
+        self.assertEqual(message.link_state, "linked")
 
 
 @tagged("post_install", "-at_install", "onpipeline_mail", "onpipeline_mail_link")
