@@ -53,10 +53,31 @@ class MailMail(models.Model):
         mails = super().create(vals_list)
         if "onpipeline_mailbox_id" not in context:
             for mail in mails.sudo().filtered(lambda m: not m.onpipeline_mailbox_id):
+                if mail._onpipeline_take_over_failed(exclude=mails):
+                    continue
                 mailbox = mail._onpipeline_default_mailbox()
                 if mailbox:
                     mail.onpipeline_mailbox_id = mailbox
         return mails
+
+    def _onpipeline_take_over_failed(self, exclude):
+        """Odoo's "Resend" (chatter) makes a new mail for a failed message: it goes out as the failed
+        one would have (same mailbox, same answer), and the failed one is cancelled so that it cannot be
+        retried as well."""
+        self.ensure_one()
+        if not self.mail_message_id:
+            return False
+        previous = self.search([("mail_message_id", "=", self.mail_message_id.id), ("id", "not in", exclude.ids),
+                                ("onpipeline_mailbox_id", "!=", False)], order="id desc")
+        if not previous:
+            return False
+        self.write({
+            "onpipeline_mailbox_id": previous[0].onpipeline_mailbox_id.id,
+            "onpipeline_reply_to_id": previous[0].onpipeline_reply_to_id.id,
+            "onpipeline_attempt_count": max(previous.mapped("onpipeline_attempt_count")),
+        })
+        previous.filtered(lambda mail: mail.state == "exception").cancel()
+        return True
 
     @api.model
     def _onpipeline_check_context_mailbox(self, mailbox_id):

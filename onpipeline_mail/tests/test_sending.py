@@ -260,6 +260,30 @@ class TestSending(OnpipelineMailCase):
         self.assertEqual(len(self.received_from(account)), 1, "nothing is sent twice")
 
     @mute_logger("odoo.addons.onpipeline_mail.models.mail_mail")
+    def test_resend_from_the_chatter_keeps_the_mailbox_and_sends_once(self):
+        team_account = self.new_account(prefix="team")
+        team_mailbox = self.env["onpipeline.mailbox"].with_user(self.user_sales_admin).create(
+            self.mailbox_values(team_account, mailbox_type="team", team_id=self.team_east.id))
+        self.connect("plain")  # Alice's personal mailbox: not the one chosen
+        good_port = team_mailbox.smtp_port
+        team_mailbox.smtp_port = free_port()
+        self.compose(self.lead, onpipeline_mailbox_id=team_mailbox.id).action_send_mail()
+        failed = self.env["mail.mail"].sudo().search([("onpipeline_mailbox_id", "=", team_mailbox.id)])
+        self.assertEqual(failed.state, "exception")
+        chatter = failed.mail_message_id
+        team_mailbox.smtp_port = good_port
+        resend = self.env["mail.resend.message"].with_user(self.user_alice).with_context(
+            mail_message_to_resend=chatter.id).create({})
+        # The wizard names the kind of failure; "See Error Details" shows the mailbox's reason.
+        self.assertEqual(resend.partner_ids.message, "Connection failed (outgoing mail server problem)")
+        self.assertIn("connection refused", resend.partner_ids.failure_reason)
+        resend.resend_mail_action()
+        [received] = self.received_from(team_account)
+        self.assertEqual(parse(received.data)["Message-ID"], chatter.message_id)
+        self.assertEqual(failed.state, "cancel", "the failed mail cannot be retried a second time")
+        self.assertEqual(chatter.notification_ids.notification_status, "sent")
+
+    @mute_logger("odoo.addons.onpipeline_mail.models.mail_mail")
     def test_retry_of_a_send_that_got_through_does_not_send_again(self):
         account, mailbox = self.connect("gmail")
         mailbox.sudo().server_files_sent = "yes"
