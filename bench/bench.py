@@ -360,6 +360,7 @@ def main(argv=None):
 
     import report  # noqa: PLC0415
 
+    os.makedirs(options.results, exist_ok=True)
     bench = Bench(options)
     started = time.time()
     bench.results["meta"] = {
