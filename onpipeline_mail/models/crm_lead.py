@@ -1,7 +1,8 @@
 from odoo import _, api, fields, models
 
-#: Writing one of these may give a deal new addresses or make it an open opportunity.
-LINK_FIELDS = {"email_from", "partner_id", "type", "active", "stage_id"}
+#: Writing one of these may give a deal new addresses or make it an opportunity; not the stage, which
+#: changes often (kanban) and never adds an address.
+LINK_FIELDS = {"email_from", "partner_id", "type"}
 
 
 class CrmLead(models.Model):
@@ -34,7 +35,7 @@ class CrmLead(models.Model):
 
     def write(self, vals):
         result = super().write(vals)
-        if LINK_FIELDS & set(vals):
+        if LINK_FIELDS & set(vals) or vals.get("active"):
             self._onpipeline_link_late()
         return result
 

@@ -26,6 +26,8 @@ DEFAULT_IGNORED = ("noreply@ no-reply@ no_reply@ donotreply@ do-not-reply@ do_no
 #: Mail not linked yet (synced before linking existed) linked per scheduled run: batches of this size.
 PENDING_BATCH_SIZE = 200
 PENDING_BATCHES = 5
+#: Addresses looked up per query when contacts or deals get addresses (imports create many at once).
+LATE_CHUNK = 100
 FREE_MAIL_FILE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "free_mail_domains.txt")
 
 
@@ -255,11 +257,15 @@ class OnpipelineMailMessage(models.Model):
     @api.model
     def _link_late(self, addresses):
         """A contact or deal got these addresses: link the mail already synced with them."""
-        addresses = {normalize_address(address) for address in addresses if address} - {""}
-        if not addresses:
-            return
-        domain = expression.OR([[("participant_emails", "ilike", " %s " % address)] for address in addresses])
-        self.sudo().search(domain + [("link_date", "!=", False)])._link()
+        addresses = sorted({normalize_address(address) for address in addresses if address} - {""})
+        messages = self.sudo().browse()
+        for start in range(0, len(addresses), LATE_CHUNK):
+            domain = expression.OR([[("participant_emails", "ilike", " %s " % address)]
+                                    for address in addresses[start:start + LATE_CHUNK]])
+            messages |= self.sudo().search(domain + [("link_date", "!=", False)])
+        messages = messages.sorted(lambda message: (message.date or datetime.datetime.min, message.id))
+        for start in range(0, len(messages), PENDING_BATCH_SIZE):
+            messages[start:start + PENDING_BATCH_SIZE]._link()
 
     # ------------------------------------------------------------------
     # The linking rules

@@ -31,7 +31,7 @@ class ResPartner(models.Model):
 
     def write(self, vals):
         result = super().write(vals)
-        if "email" in vals or "is_company" in vals:
+        if "email" in vals:
             self._onpipeline_link_late()
         return result
 

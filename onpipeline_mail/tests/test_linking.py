@@ -260,6 +260,12 @@ class TestLateAndManualLinking(LinkingCase):
         later = self.opportunity("Second deal", partner_id=person.id)
         self.assertEqual(message.lead_ids, deal, "a deal that comes later is a candidate, not a replacement")
         self.assertIn(later, self.links(message, is_candidate=True).lead_id)
+        # Contacts imported together.
+        first = self.deliver("one", sender="a@import.example")
+        second = self.deliver("two", sender="b@import.example")
+        imported = self.Partner.create([{"name": name, "email": "%s@import.example" % name} for name in "abc"])
+        self.assertEqual(first.partner_ids, imported[0])
+        self.assertEqual(second.partner_ids, imported[1])
         # A contact that gets its address later.
         other = self.deliver("again", sender="other@prospect.example")
         nameless = self.Partner.create({"name": "Other"})
