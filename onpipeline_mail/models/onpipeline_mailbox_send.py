@@ -132,9 +132,31 @@ class OnpipelineMailbox(models.Model):
             return None
         if result.filed_by_server is not None and self.sent_copy_mode == "auto":
             self.server_files_sent = "yes" if result.filed_by_server else "no"
+        elif result.action == sent_copy.ALREADY_FILED and not pending and self.sent_copy_mode == "auto":
+            # A fresh send found in Sent before we filed it: the server files sent mail after all.
+            self._learn_server_files_sent()
         if pending:
             pending.unlink()
         return result
+
+    def _learn_server_files_sent(self):
+        if self.server_files_sent != "yes":
+            self.server_files_sent = "yes"
+            self.message_post(body=_(
+                "This server files the mail it sends in the Sent folder by itself: the CRM stops adding copies."))
+
+    def _learn_from_double_copies(self):
+        """A server that files sent mail later than the first check: the sync then finds our copy and its
+        own (two in Sent with one of our Message-IDs). Learn it, so that it happens once."""
+        self.ensure_one()
+        if self.sent_copy_mode != "auto" or self.server_files_sent != "no":
+            return
+        groups = self.env["onpipeline.mail.message.location"].sudo()._read_group(
+            [("mailbox_id", "=", self.id), ("folder_id.role", "=", "sent"),
+             ("message_id.message_key", "=like", "<%.onpipeline@%"), ("message_id.direction", "=", "outgoing")],
+            ["message_id", "folder_id"], ["__count"], having=[("__count", ">", 1)], limit=1)
+        if groups:
+            self._learn_server_files_sent()
 
     def _sent_folder_record(self, result):
         if not result or not result.folder:
@@ -180,6 +202,8 @@ class OnpipelineMailbox(models.Model):
 
     def _sync(self, commit=None, deadline=None, manual=False):
         done = super()._sync(commit=commit, deadline=deadline, manual=manual)
+        if done:
+            self.sudo()._learn_from_double_copies()
         # Only after a run that reached the server: a server that is down is not asked twice.
         if done and self.sudo().sent_copy_ids:
             self.sudo()._retry_sent_copies()

@@ -1,5 +1,6 @@
 import email
 import email.policy
+import time
 
 from odoo.exceptions import AccessError, UserError
 from odoo.tests import Form, tagged
@@ -202,6 +203,26 @@ class TestSending(OnpipelineMailCase):
         mailbox._sync()
         self.assertEqual(len(self.stored(mailbox)), 2, "the sync matches the server's copies, imports none")
         self.assertTrue(all(m.folder_ids.name == "[Gmail]/Sent Mail" for m in self.stored(mailbox)))
+
+    def test_server_that_files_late_is_learned_from_the_double_copy(self):
+        account, mailbox = self.connect("plain")
+        # A slow provider: its own copy lands after the first check gave up (0.5 s).
+        self.filing.register(account.username, account, "Sent", delay=1.0)
+        self.addCleanup(self.filing.unregister, account.username)
+        self.compose(self.lead).action_send_mail()
+        sent = parse(self.received_from(account)[-1].data)
+        self.assertEqual(mailbox.server_files_sent, "no")
+        deadline = time.monotonic() + 10
+        while len(self.copies(account, "Sent", sent["Message-ID"])) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        self.assertEqual(len(self.copies(account, "Sent", sent["Message-ID"])), 2)
+        mailbox._sync()
+        self.assertEqual(mailbox.server_files_sent, "yes", "learned from the double copy")
+        self.assertEqual(len(self.stored(mailbox)), 1)
+        self.filing.register(account.username, account, "Sent")
+        self.compose(self.lead, subject="Next").action_send_mail()
+        following = parse(self.received_from(account)[-1].data)
+        self.assertEqual(len(self.copies(account, "Sent", following["Message-ID"])), 1, "once learned, filed once")
 
     def test_forced_modes(self):
         account, mailbox = self.connect("plain", sent_copy_mode="never")

@@ -19,9 +19,10 @@ class ServerSideFiling:
         #: (login, folder) of every message filed, in order.
         self.filed = []
 
-    def register(self, smtp_login, imap_settings, folder="Sent"):
+    def register(self, smtp_login, imap_settings, folder="Sent", delay=0.0):
+        """File what ``smtp_login`` sends; ``delay`` seconds after the SMTP answer if given (a slow provider)."""
         with self._lock:
-            self._accounts[smtp_login] = (imap_settings, folder)
+            self._accounts[smtp_login] = (imap_settings, folder, delay)
 
     def unregister(self, smtp_login):
         with self._lock:
@@ -32,7 +33,15 @@ class ServerSideFiling:
             account = self._accounts.get(message.login)
         if not account:
             return
-        settings, folder = account
+        settings, folder, delay = account
+        if delay:
+            timer = threading.Timer(delay, self._file, (settings, folder, message))
+            timer.daemon = True
+            timer.start()
+            return
+        self._file(settings, folder, message)
+
+    def _file(self, settings, folder, message):
         with imap_session(settings) as client:
             client.append(folder, message.data, flags=[b"\\Seen"],
                           msg_time=datetime.datetime.now(datetime.timezone.utc))
