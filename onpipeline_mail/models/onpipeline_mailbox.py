@@ -85,7 +85,9 @@ class OnpipelineMailbox(models.Model):
     send_unavailable_reason = fields.Char(compute="_compute_can_send")
 
     # What to sync
-    sync_window = fields.Selection(WINDOWS, "Sync Period", default=DEFAULT_WINDOW, required=True,
+    # A list, not the engine's tuple: Odoo registers (and translates) the
+    # options of list selections only, and the web client shows those.
+    sync_window = fields.Selection(list(WINDOWS), "Sync Period", default=DEFAULT_WINDOW, required=True,
                                    help="How far back mail is synced: never more than 6 months.")
     folder_ids = fields.One2many("onpipeline.mailbox.folder", "mailbox_id", "Folders")
     selected_folder_count = fields.Integer(compute="_compute_selected_folder_count")
@@ -156,7 +158,7 @@ class OnpipelineMailbox(models.Model):
                 mailbox.sudo().smtp_password = mailbox.smtp_password_input
 
     def _compute_has_passwords(self):
-        for mailbox, secrets in zip(self, self.sudo()):
+        for mailbox, secrets in zip(self, self.sudo(), strict=True):
             mailbox.has_imap_password = bool(secrets.imap_password)
             mailbox.has_smtp_password = bool(secrets.smtp_password or secrets.imap_password)
 
@@ -330,6 +332,9 @@ class OnpipelineMailbox(models.Model):
             parent = by_name.get(name.rsplit(folder.delimiter, 1)[0]) if folder.delimiter in name else None
             if folder.parent_id != (parent or Folder):
                 folder.parent_id = parent
+        # The cache holds the folders in creation (server) order; the form must
+        # get them in the model's order, Inbox and Sent first.
+        self.invalidate_recordset(["folder_ids"])
 
     # ------------------------------------------------------------------
     # Buttons

@@ -21,6 +21,9 @@ class TestMailboxFolders(OnpipelineMailCase):
         self.assertEqual(folders["[Gmail]/Sent Mail"].parent_id, folders["[Gmail]"])
         self.assertEqual(folders["[Gmail]/All Mail"].role, "all")
         self.assertEqual(folders["[Gmail]/Sent Mail"].display_label.strip(), "Sent Mail")
+        # The form lists Inbox and Sent first.
+        listed = mailbox.with_user(self.user_alice).web_read({"folder_ids": {"fields": {"name": {}}}})[0]["folder_ids"]
+        self.assertEqual([folder["name"] for folder in listed][:2], ["INBOX", "[Gmail]/Sent Mail"])
 
     def test_exchange_layout_refuses_non_mail_folders_with_a_reason(self):
         mailbox = self.create_mailbox(self.new_account(layout="exchange"))

@@ -57,8 +57,11 @@ class TestMailboxPresets(OnpipelineMailCase):
         mailbox = self.env["onpipeline.mailbox"].new({"email": "a@b.example", "sync_window": "3m"})
         self.assertEqual(str(mailbox._sync_window_start(today=__import__("datetime").date(2026, 5, 31))),
                          "2026-02-28")
-        self.assertEqual([code for code, _label in self.env["onpipeline.mailbox"]._fields["sync_window"].selection],
+        # What the web client gets for a new mailbox: the options, in the user's language, and the default.
+        Mailbox = self.env["onpipeline.mailbox"].with_user(self.user_alice).with_context(lang="en_US")
+        self.assertEqual([code for code, _label in Mailbox.fields_get(["sync_window"])["sync_window"]["selection"]],
                          ["today", "1w", "1m", "3m", "6m"])
+        self.assertEqual(Mailbox.onchange({}, [], {"sync_window": {}})["value"]["sync_window"], "1m")
 
 
 @tagged("post_install", "-at_install", "onpipeline_mail")
