@@ -12,6 +12,7 @@ from onpipeline_mail.engine import errors, parse, sent_copy, smtp
 from onpipeline_mail.engine.connection import ServerSettings, imap_session
 from onpipeline_mail.engine.testing import sent_filing
 from onpipeline_mail.engine.testing.accounts import provision
+from onpipeline_mail.engine.testing.dovecot import Dovecot
 
 SENT_OF_LAYOUT = {"plain": "Sent", "gmail": "[Gmail]/Sent Mail", "exchange": "Sent Items"}
 
@@ -131,6 +132,25 @@ def test_mailbox_without_sent_folder_gets_a_top_level_sent(dovecot, smtp_server)
     raw2 = smtp.send_message(smtp_settings, second)
     result2 = sent_copy.file_sent_copy(imap, raw2, second["Message-ID"], server_files=False)
     assert (result2.action, result2.folder, result2.created_folder) == (sent_copy.APPENDED, "Sent", False)
+
+
+@pytest.fixture(scope="module")
+def prefixed_dovecot():
+    """A server whose personal folders live under "INBOX/", as on cPanel ("INBOX.") and Courier."""
+    with Dovecot(namespace_prefix="INBOX/") as server:
+        yield server
+
+
+def test_sent_folder_is_created_in_the_personal_namespace(prefixed_dovecot, smtp_server):
+    imap = new_account(prefixed_dovecot, prefix="prefixed")
+    message = build(imap.username)
+    raw = message.as_bytes()
+    result = sent_copy.file_sent_copy(imap, raw, message["Message-ID"], wait=0)
+    assert (result.action, result.folder, result.created_folder) == (sent_copy.APPENDED, "INBOX/Sent", True)
+    assert "INBOX/Sent" in folder_names(imap)
+    assert len(copies(imap, "INBOX/Sent", message["Message-ID"])) == 1
+    again = sent_copy.file_sent_copy(imap, raw, message["Message-ID"], server_files=False)
+    assert (again.action, again.folder) == (sent_copy.ALREADY_FILED, "INBOX/Sent")
 
 
 def test_unknown_server_waits_a_bounded_time(dovecot, smtp_server):

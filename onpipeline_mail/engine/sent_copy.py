@@ -142,11 +142,28 @@ def _select(client, name):
                                         reason="sent_folder_missing") from exc
 
 
-def _create_sent_folder(client, listed):
-    existing = {folder.name.lower(): folder for folder in listed}
-    if DEFAULT_SENT_NAME.lower() not in existing:
+def sent_folder_name(client):
+    """Where a new Sent folder goes: top level of the personal namespace ("INBOX.Sent" on cPanel, Courier)."""
+    prefix = ""
+    if client.has_capability("NAMESPACE"):
         try:
-            client.create_folder(DEFAULT_SENT_NAME)
+            personal = client.namespace().personal
+        except imap_exc.IMAPClientAbortError:
+            raise
+        except imap_exc.IMAPClientError:
+            personal = None
+        if personal:
+            prefix = personal[0][0] or ""
+            prefix = prefix.decode("utf-8", "replace") if isinstance(prefix, bytes) else prefix
+    return prefix + DEFAULT_SENT_NAME
+
+
+def _create_sent_folder(client, listed):
+    name = sent_folder_name(client)
+    existing = {folder.name.lower(): folder for folder in listed}
+    if name.lower() not in existing:
+        try:
+            client.create_folder(name)
         except imap_exc.IMAPClientAbortError:
             raise
         except imap_exc.IMAPClientError as exc:
@@ -154,17 +171,17 @@ def _create_sent_folder(client, listed):
                 "The mailbox has no Sent folder and the server refused to create one: %s" % exc,
                 reason="sent_folder_create_failed") from exc
         try:
-            client.subscribe_folder(DEFAULT_SENT_NAME)
+            client.subscribe_folder(name)
         except imap_exc.IMAPClientAbortError:
             raise
         except imap_exc.IMAPClientError:
             pass  # an unsubscribed folder still works; mail clients just hide it
     listed = tuple(folders.list_folders(client))
     by_name = {folder.name.lower(): folder for folder in listed}
-    sent = by_name.get(DEFAULT_SENT_NAME.lower())
+    sent = by_name.get(name.lower())
     if sent is None or not sent.is_selectable:
         raise errors.FolderMissingError("The mailbox has no usable Sent folder, and %r cannot be used."
-                                        % DEFAULT_SENT_NAME, reason="sent_folder_missing")
+                                        % name, reason="sent_folder_missing")
     if sent.role != folders.SENT:
         sent = dataclasses.replace(sent, role=folders.SENT)
         listed = tuple(sent if folder.name == sent.name else folder for folder in listed)

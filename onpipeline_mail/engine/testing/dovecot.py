@@ -72,6 +72,7 @@ service stats {{
 namespace inbox {{
   inbox = yes
   separator = /
+{prefix_line}
 {special_use}
 }}
 """
@@ -120,12 +121,14 @@ def find_dovecot():
 class Dovecot:
     """One running Dovecot instance. Use as a context manager or call start/stop."""
 
-    def __init__(self, root=None, capabilities=None):
+    def __init__(self, root=None, capabilities=None, namespace_prefix=""):
         self.root = root or tempfile.mkdtemp(prefix="onpipeline-dovecot-")
         self.port = free_port()
         self.tls_port = free_port()
         #: Override of the advertised capabilities, e.g. to hide CONDSTORE.
         self.capabilities = capabilities
+        #: Personal namespace prefix, e.g. "INBOX/" as cPanel and Courier servers have ("INBOX.").
+        self.namespace_prefix = namespace_prefix
         self.process = None
         self._users = {}
 
@@ -154,6 +157,7 @@ class Dovecot:
             internal_user=internal_user, login_user=login_user, uid=mail_user.pw_uid, gid=mail_user.pw_gid,
             special_use=special_use,
             capability_line="imap_capability = %s" % self.capabilities if self.capabilities else "",
+            prefix_line="  prefix = %s" % self.namespace_prefix if self.namespace_prefix else "",
         )
         self.config_path = os.path.join(self.root, "dovecot.conf")
         with open(self.config_path, "w") as handle:
