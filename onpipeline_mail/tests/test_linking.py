@@ -334,7 +334,7 @@ class TestLinkedMailVisibility(LinkingCase):
         self.assertFalse(self.env["onpipeline.mail.link"].with_user(user).search([("message_id", "=", message.id)]))
 
     def test_personal_mail_linked_to_a_contact_is_shared_by_default(self):
-        message = self.deliver("shared")
+        message = self.deliver("shared", attachments=[("terms.txt", "text/plain", b"terms")])
         self.assertEqual(self.mailbox.linked_visibility, "colleagues")
         self.assertTrue(self.visible(self.user_bob, message))
         # The list and the form of the email open for him (the mailbox itself stays private).
@@ -347,6 +347,9 @@ class TestLinkedMailVisibility(LinkingCase):
             [], {"subject": {}, "email_from": {}, "partner_ids": {}, "link_state": {}, "folder_ids": {}})
         self.assertEqual(self.jane.with_user(self.user_bob).onpipeline_mail_count, 1)
         self.assertEqual(len(self.history(self.jane).with_user(self.user_bob).read(["body"])), 1)
+        # Attachments open too: the email's own and the copy in the history.
+        self.assertEqual(message.attachment_ids.with_user(self.user_bob).read(["name"])[0]["name"], "terms.txt")
+        self.assertEqual(self.history(self.jane).attachment_ids.with_user(self.user_bob).raw, b"terms")
         self.assertTrue(self.env["onpipeline.mail.link"].with_user(self.user_bob).search(
             [("message_id", "=", message.id)]))
 
@@ -359,6 +362,8 @@ class TestLinkedMailVisibility(LinkingCase):
         self.assertEqual(self.jane.with_user(self.user_bob).onpipeline_mail_count, 0)
         self.assert_invisible(self.user_bob, message)
         self.assert_invisible(self.user_sales_admin, message)
+        self.assertFalse(self.env["mail.message"].with_user(self.user_bob).search(
+            [("model", "=", "res.partner"), ("res_id", "=", self.jane.id), ("message_type", "=", "email")]))
         # Switching back shares it, with its history entry.
         self.mailbox.with_user(self.user_alice).linked_visibility = "colleagues"
         self.assertTrue(self.visible(self.user_bob, message))
