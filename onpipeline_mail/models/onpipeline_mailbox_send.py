@@ -106,6 +106,13 @@ class OnpipelineMailbox(models.Model):
         """File the copy and store the message; never fails the send (a failed copy waits for the next sync)."""
         self.ensure_one()
         mailbox = self.sudo()
+        key = parse.normalize_message_id(message_id)
+        if key and mailbox.env["onpipeline.mail.message"].search_count(
+                [("mailbox_id", "=", mailbox.id), ("message_key", "=", key)], limit=1):
+            # Odoo sends one mail per group of recipients with the same Message-ID: the first one
+            # filed and stored it (or left its copy waiting); the others have nothing to add.
+            return mailbox.env["onpipeline.mail.message"].search(
+                [("mailbox_id", "=", mailbox.id), ("message_key", "=", key)], limit=1)
         result = None
         if mailbox.sent_copy_mode != "never" and mailbox.imap_host and mailbox.imap_password:
             result = mailbox._file_sent_copy(raw, message_id)

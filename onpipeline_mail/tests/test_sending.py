@@ -204,6 +204,25 @@ class TestSending(OnpipelineMailCase):
         self.assertEqual(len(self.stored(mailbox)), 2, "the sync matches the server's copies, imports none")
         self.assertTrue(all(m.folder_ids.name == "[Gmail]/Sent Mail" for m in self.stored(mailbox)))
 
+    def test_one_message_to_several_recipient_groups_is_filed_once(self):
+        account, mailbox = self.connect("plain")
+        # Bob follows the deal and gets emails: Odoo makes one mail for him, one for the customer,
+        # both with the message's Message-ID.
+        self.user_bob.notification_type = "email"
+        self.lead.message_subscribe(partner_ids=self.user_bob.partner_id.ids)
+        self.lead.with_user(self.user_alice).message_post(
+            body="<p>Update</p>", subject="Update", partner_ids=self.customer.ids,
+            message_type="comment", subtype_xmlid="mail.mt_comment")
+        received = self.received_from(account)
+        self.assertEqual(len(received), 2, "one mail per group of recipients")
+        self.assertEqual(sorted(rcpt for message in received for rcpt in message.rcpt_tos),
+                         sorted(["carl@client.example", self.user_bob.email]))
+        message_ids = {parse(message.data)["Message-ID"] for message in received}
+        self.assertEqual(len(message_ids), 1)
+        self.assertEqual(len(self.copies(account, "Sent", message_ids.pop())), 1)
+        self.assertEqual(mailbox.server_files_sent, "no", "our own copy is not taken for the server's")
+        self.assertEqual(len(self.stored(mailbox)), 1)
+
     def test_server_that_files_late_is_learned_from_the_double_copy(self):
         account, mailbox = self.connect("plain")
         # A slow provider: its own copy lands after the first check gave up (0.5 s).
