@@ -380,6 +380,9 @@ class TestSending(OnpipelineMailCase):
         self.assertFalse(self.copies(account, "Sent", sent["Message-ID"]))
         self.assertEqual(mailbox.sent_copy_count, 1)
         self.assertIn("Wrong user name or password", mailbox.sudo().sent_copy_ids.error)
+        # The owner sees it on the mailbox form (the waiting copies themselves are for administrators).
+        owner_view = Form(mailbox.with_user(self.user_alice))
+        self.assertEqual(owner_view.sent_copy_count, 1)
         self.assertEqual(self.stored(mailbox).direction, "outgoing")
         self.assertFalse(self.stored(mailbox).location_ids)
 
