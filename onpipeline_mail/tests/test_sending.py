@@ -480,6 +480,8 @@ class TestSending(OnpipelineMailCase):
         composer = self.env["mail.compose.message"].with_user(self.user_alice).with_context(
             action["context"]).create({})
         self.assertEqual(composer.subject, "Re: Question")
+        # The email is linked to the customer's deal: the answer is written there.
+        self.assertEqual((composer.model, composer._onpipeline_res_ids()), ("crm.lead", self.lead.ids))
         self.assertEqual(set(composer.partner_ids.mapped("email")), {"carl@client.example", "olga@client.example"})
         self.assertEqual(composer.onpipeline_mailbox_id, mailbox)
         self.assertEqual(composer.onpipeline_reply_to_id, synced)
