@@ -153,6 +153,8 @@ class OnpipelineMailMessage(models.Model):
                              help="Message-ID of the first message of the conversation.")
     thread_id = fields.Many2one("onpipeline.mail.message", "Conversation", compute="_compute_thread_id",
                                 store=True, index=True)
+    folder_id = fields.Many2one("onpipeline.mailbox.folder", "Folder", compute="_compute_folder_id", store=True,
+                                index=True, help="The folder the email is listed under (the first it was found in).")
     is_shared_through_link = fields.Boolean(compute="_compute_is_shared_through_link",
                                             search="_search_is_shared_through_link")
 
@@ -209,6 +211,11 @@ class OnpipelineMailMessage(models.Model):
                 roots[(root.mailbox_id.id, root.message_key)] = root.id
         for message in self:
             message.thread_id = roots.get((message.mailbox_id.id, message.thread_key), message.id or False)
+
+    @api.depends("location_ids.folder_id")
+    def _compute_folder_id(self):
+        for message in self:
+            message.folder_id = message.location_ids.sorted("id")[:1].folder_id
 
     def _compute_is_shared_through_link(self):
         shared = self.search([("id", "in", self.ids), ("is_shared_through_link", "=", True)])

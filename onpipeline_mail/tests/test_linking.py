@@ -345,6 +345,12 @@ class TestLinkedMailVisibility(LinkingCase):
                          "link_ids": {"fields": {"partner_id": {}, "reason": {}, "is_candidate": {}}}})
         self.Message.with_user(self.user_bob).web_search_read(
             [], {"subject": {}, "email_from": {}, "partner_ids": {}, "link_state": {}, "folder_ids": {}})
+        # The Conversations menu groups by mailbox, folder and conversation, for him too.
+        for user in (self.user_alice, self.user_bob):
+            groups = self.Message.with_user(user).web_read_group(
+                [], ["subject"], ["mailbox_id", "folder_id", "thread_id"], lazy=False)
+            self.assertEqual(groups["length"], 1)
+        self.assertEqual(message.folder_id.name, "INBOX")
         self.assertEqual(self.jane.with_user(self.user_bob).onpipeline_mail_count, 1)
         self.assertEqual(len(self.history(self.jane).with_user(self.user_bob).read(["body"])), 1)
         # Attachments open too: the email's own and the copy in the history.
