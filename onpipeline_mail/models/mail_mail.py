@@ -193,6 +193,12 @@ class MailMail(models.Model):
         # "mail_smtp" keeps the mail (Odoo deletes those failed for a missing address): nothing is lost.
         self.write({"state": "exception", "failure_reason": reason})
         self._postprocess_sent_message(success_pids=[], failure_reason=reason, failure_type="mail_smtp")
+        # Tell the author now, as the connection checks do; the chatter keeps the failure with Retry.
+        self.author_id.user_ids.filtered(lambda user: not user.share)[:1]._bus_send("simple_notification", {
+            "type": "danger", "sticky": True,
+            "title": _("Email not sent from %s", mailbox.email),
+            "message": _("%s It stays in the chatter as failed: open it to retry or cancel.", reason),
+        })
         if raise_exception:
             raise MailDeliveryException(_("Sending through %s failed", mailbox.email), reason) from exc
 

@@ -1,6 +1,7 @@
 import email
 import email.policy
 import time
+from unittest.mock import patch
 
 from odoo.exceptions import AccessError, UserError
 from odoo.tests import Form, tagged
@@ -277,7 +278,12 @@ class TestSending(OnpipelineMailCase):
         account, mailbox = self.connect("plain")
         good_port = mailbox.smtp_port
         mailbox.smtp_port = free_port()
-        self.compose(self.lead).action_send_mail()
+        Users = type(self.env["res.users"])
+        with patch.object(Users, "_bus_send", autospec=True) as bus_send:
+            self.compose(self.lead).action_send_mail()
+        [(user, kind, notice)] = [call.args for call in bus_send.call_args_list]
+        self.assertEqual((user, kind, notice["type"]), (self.user_alice, "simple_notification", "danger"))
+        self.assertIn("connection refused", notice["message"])
         self.assertFalse(self.received_from(account))
         mail = self.env["mail.mail"].sudo().search([("onpipeline_mailbox_id", "=", mailbox.id)])
         self.assertEqual(mail.state, "exception")
