@@ -87,6 +87,7 @@ def test_find_sent_tells_whether_a_send_got_through(dovecot, smtp_server, filing
         smtp.send_message(smtp_settings, message)
         found = sent_copy.find_sent(imap, message["Message-ID"])
         assert (found.folder, found.action) == ("[Gmail]/Sent Mail", sent_copy.ALREADY_FILED)
+        assert found.recipients == {"customer@client.example"}
         assert found.uid in copies(imap, found.folder, message["Message-ID"])
     finally:
         filing.unregister(imap.username)

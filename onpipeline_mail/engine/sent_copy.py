@@ -19,6 +19,8 @@ What the caller knows about the server is passed as ``server_files``:
 
 import dataclasses
 import datetime
+import email
+import email.utils
 import re
 import time
 
@@ -57,6 +59,8 @@ class SentCopyResult:
     created_folder: bool = False
     #: The folder list as seen by this call (after the creation, if any), to refresh the caller's.
     folders: tuple = ()
+    #: :func:`find_sent` only: the lower-cased To and Cc addresses of the copies found.
+    recipients: frozenset = frozenset()
 
 
 def file_sent_copy(settings, raw, message_id, server_files=None, wait=DEFAULT_WAIT, msg_time=None, login=None):
@@ -118,7 +122,15 @@ def find_sent(settings, message_id, login=None):
         uids = find_message(client, message_id)
         if not uids:
             return None
-        return SentCopyResult(ALREADY_FILED, sent.name, uidvalidity, max(uids), filed_by_server=True, folders=listed)
+        # One Message-ID may have gone out in several mails (Odoo sends one per group of recipients):
+        # the caller checks that its own recipients were among those of a copy.
+        recipients = set()
+        for data in client.fetch(uids, ["BODY.PEEK[HEADER.FIELDS (TO CC)]"]).values():
+            headers = email.message_from_bytes(data.get(b"BODY[HEADER.FIELDS (TO CC)]") or b"")
+            values = [str(value) for name in ("To", "Cc") for value in headers.get_all(name, [])]
+            recipients.update(address.lower() for _name, address in email.utils.getaddresses(values) if address)
+        return SentCopyResult(ALREADY_FILED, sent.name, uidvalidity, max(uids), filed_by_server=True, folders=listed,
+                              recipients=frozenset(recipients))
 
 
 def find_message(client, message_id):

@@ -176,10 +176,13 @@ class MailMail(models.Model):
         except errors.MailSyncError as exc:
             _logger.info("mail.mail %s: cannot look in Sent before the retry (%s)", self.id, exc.reason)
             return False
-        if found:
+        # Another group of recipients of the same message may be what is in Sent: ours must be there too.
+        ours = {address.lower() for address in self._onpipeline_build_message(mailbox)[1]}
+        delivered = bool(found) and bool(ours) and ours <= found.recipients
+        if delivered:
             _logger.info("mail.mail %s: an earlier attempt was delivered (in %s): not sent again",
                          self.id, found.folder)
-        return bool(found)
+        return delivered
 
     def _onpipeline_fail(self, mailbox, exc, raise_exception=False):
         """The mail stays, failed with the reason (Retry and Cancel as any Odoo mail); nothing was sent."""

@@ -360,6 +360,32 @@ class TestSending(OnpipelineMailCase):
         self.assertEqual(len(self.copies(account, sent_folder, chatter.message_id)), 1)
 
     @mute_logger("odoo.addons.onpipeline_mail.models.mail_mail")
+    def test_retry_of_one_group_is_sent_when_only_another_group_got_through(self):
+        account, mailbox = self.connect("gmail")
+        mailbox.sudo().server_files_sent = "yes"
+        self.filing.register(account.username, account, "[Gmail]/Sent Mail")
+        self.addCleanup(self.filing.unregister, account.username)
+        self.user_bob.notification_type = "email"
+        self.lead.message_subscribe(partner_ids=self.user_bob.partner_id.ids)
+        self.smtp.refused_recipients.add(self.user_bob.email)
+        try:
+            self.lead.with_user(self.user_alice).message_post(
+                body="<p>Update</p>", subject="Update", partner_ids=self.customer.ids,
+                message_type="comment", subtype_xmlid="mail.mt_comment")
+        finally:
+            self.smtp.refused_recipients.discard(self.user_bob.email)
+        failed = self.env["mail.mail"].sudo().search([("onpipeline_mailbox_id", "=", mailbox.id),
+                                                      ("state", "=", "exception")])
+        self.assertEqual(failed.recipient_ids, self.user_bob.partner_id)
+        chatter = failed.mail_message_id
+        # The customer's mail is in Sent under the same Message-ID; Bob's is not: it is sent.
+        self.env["mail.resend.message"].with_user(self.user_alice).with_context(
+            mail_message_to_resend=chatter.id).create({}).resend_mail_action()
+        self.assertEqual(sorted(message.rcpt_tos for message in self.received_from(account)),
+                         sorted([["carl@client.example"], [self.user_bob.email]]))
+        self.assertEqual(set(chatter.notification_ids.mapped("notification_status")), {"sent"})
+
+    @mute_logger("odoo.addons.onpipeline_mail.models.mail_mail")
     def test_wrong_smtp_password_and_cancel(self):
         account, mailbox = self.connect("plain")
         mailbox.sudo().smtp_password = "wrong"
