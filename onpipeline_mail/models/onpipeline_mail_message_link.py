@@ -112,6 +112,26 @@ class OnpipelineMailbox(models.Model):
             pending._link()
             self.env.cr.commit()
 
+    def _sync(self, commit=None, deadline=None, manual=False):
+        mailbox = self if self.sudo().is_sync_complete else self.with_context(onpipeline_defer_history=True)
+        result = super(OnpipelineMailbox, mailbox)._sync(commit=commit, deadline=deadline, manual=manual)
+        if self.sudo().is_sync_complete:
+            self._post_pending_history(commit or (lambda: None))
+        return result
+
+    def _post_pending_history(self, commit):
+        """Once the mailbox has caught up, copy its linked mail into the history, oldest first."""
+        Link = self.env["onpipeline.mail.link"].sudo()
+        if not self.sudo()._shares_linked_mail():
+            return
+        pending = Link.search([("mailbox_id", "=", self.id), ("active", "=", True), ("is_candidate", "=", False),
+                               ("mail_message_id", "=", False)])
+        pending = pending.sorted(lambda link: (link.message_id.date, link.message_id.id, link.id))
+        for start in range(0, len(pending), PENDING_BATCH_SIZE):
+            chunk = pending[start:start + PENDING_BATCH_SIZE]
+            chunk.message_id._post_history(chunk)
+            commit()
+
     def _shares_linked_mail(self):
         self.ensure_one()
         return self.mailbox_type == "team" or self.linked_visibility == "colleagues"
@@ -468,13 +488,12 @@ class OnpipelineMailMessage(models.Model):
         """
         links = links.sudo().filtered(lambda link: link.active and not link.is_candidate and not link.mail_message_id
                                       and link.message_id.mailbox_id._shares_linked_mail())
-        if not links:
+        # Odoo's chatter orders by id. A first sync reads newest first, so the copies of a
+        # mailbox still in its first sync wait until it has caught up, then go in date order
+        # (_post_pending_history); re-creating newer copies per batch made first syncs quadratic.
+        if not links or self.env.context.get("onpipeline_defer_history"):
             return
-        # Odoo's chatter orders by id: copies of newer mail are made again after older mail
-        # (the first sync reads newest first), so that the history stays in date order.
-        later = self._history_later_links(links)
-        later._remove_history()
-        links = (links | later).sorted(lambda link: (link.message_id.date, link.message_id.id, link.id))
+        links = links.sorted(lambda link: (link.message_id.date, link.message_id.id, link.id))
         # Mail sent from Odoo is in the history already, under its own Message-ID.
         ids = [message_id for message_id in links.message_id.mapped("message_id") if message_id]
         if ids:
@@ -515,19 +534,6 @@ class OnpipelineMailMessage(models.Model):
                 } for attachment in attachments])
                 entry.attachment_ids = [(6, 0, copies.ids)]
             link.mail_message_id = entry
-
-    def _history_later_links(self, links):
-        """Links that already have a history entry on the same records, for mail newer than ``links``'."""
-        oldest = {}
-        for link in links:
-            key = (link.lead_id or link.partner_id)._name, (link.lead_id or link.partner_id).id
-            oldest[key] = min(oldest.get(key, link.message_id.date), link.message_id.date)
-        domain = expression.OR([[("lead_id" if model == "crm.lead" else "partner_id", "=", res_id)]
-                                for model, res_id in oldest])
-        candidates = self.env["onpipeline.mail.link"].sudo().search(
-            [("mail_message_id", "!=", False), ("id", "not in", links.ids)] + domain)
-        return candidates.filtered(lambda link: link.message_id.date > oldest[
-            (link.lead_id or link.partner_id)._name, (link.lead_id or link.partner_id).id])
 
     def _history_authors(self):
         """{message id: partner id} of the senders: a contact or colleague with the From address."""

@@ -224,11 +224,17 @@ class TestHistory(LinkingCase):
                          ["my offer", "plans"])
 
 
-    def test_history_is_in_date_order_when_older_mail_comes_later(self):
+    def test_history_of_a_first_sync_is_in_date_order(self):
+        # The first sync reads newest first, one message per batch here; the history copies wait
+        # until the mailbox has caught up and are made oldest first.
+        self.mailbox.action_reinitialize_sync()
+        self.env["ir.config_parameter"].sudo().set_param("onpipeline_mail.sync_batch_size", "1")
         now = datetime.datetime.now(UTC)
-        self.deliver("newest", date=now - datetime.timedelta(hours=1))
-        self.deliver("oldest", date=now - datetime.timedelta(days=5))
-        self.deliver("middle", date=now - datetime.timedelta(days=2))
+        for subject, age in (("oldest", 5), ("middle", 2), ("newest", 0)):
+            date = now - datetime.timedelta(days=age, hours=1)
+            append(self.account, "INBOX", make_message(subject, sender="Jane Doe <jane.doe@client.example>",
+                                                       to=self.account.username, date=date), date=date)
+        self.mailbox._sync()
         # Odoo's chatter shows messages by id: ids must follow the dates.
         entries = self.history(self.jane).sorted("id")
         self.assertEqual(entries.mapped("subject"), ["oldest", "middle", "newest"])
