@@ -28,6 +28,9 @@ DEFAULT_MAX_MESSAGE_MB = 25
 AUTH_BACKOFF = (datetime.timedelta(hours=1), datetime.timedelta(hours=4), datetime.timedelta(hours=12),
                 datetime.timedelta(days=1))
 CONNECT_BACKOFF = (datetime.timedelta(minutes=5), datetime.timedelta(minutes=15), datetime.timedelta(hours=1))
+#: Odoo runs one ir.cron record in one worker at a time; with two records two workers sync at
+#: once, each skipping the mailboxes the other holds (advisory lock below).
+SYNC_CRONS = ("onpipeline_mail.ir_cron_onpipeline_mail_sync", "onpipeline_mail.ir_cron_onpipeline_mail_sync_2")
 #: Namespace of the PostgreSQL advisory locks that keep two workers off one mailbox.
 LOCK_NAMESPACE = 0x6F6E70  # "onp"
 
@@ -77,18 +80,30 @@ class OnpipelineMailbox(models.Model):
         budget = int(params.get_param("onpipeline_mail.sync_time_budget", DEFAULT_TIME_BUDGET))
         deadline = time.monotonic() + budget
         mailboxes = self.sudo()._mailboxes_due()
-        done = 0
+        synced, busy = self.browse(), self.browse()
         for mailbox in mailboxes:
             if time.monotonic() >= deadline:
                 break
             try:
                 mailbox._sync(commit=self.env.cr.commit, deadline=deadline)
+                synced |= mailbox
             except SyncBusy:
+                # Another worker (the second sync cron) has it: go on with the next one.
                 _logger.info("Mailbox %s is being synced by another worker: skipped", mailbox.id)
-            done += 1
+                busy |= mailbox
             self.env.cr.commit()
-        remaining = len(mailboxes) - done + len(mailboxes.filtered(lambda m: not m.is_sync_complete))
-        self.env["ir.cron"]._notify_progress(done=done, remaining=remaining)
+        unvisited = mailboxes - synced - busy
+        remaining = len(unvisited) + len(synced.filtered(lambda m: not m.is_sync_complete))
+        self.env["ir.cron"]._notify_progress(done=len(synced), remaining=remaining)
+
+    def _sync_crons(self):
+        """The scheduled actions that sync mailboxes: several, so that Odoo's cron workers share the work."""
+        return self.env["ir.cron"].sudo().browse(
+            [cron.id for cron in (self.env.ref(xmlid, raise_if_not_found=False) for xmlid in SYNC_CRONS) if cron])
+
+    def _trigger_sync(self):
+        for cron in self._sync_crons():
+            cron._trigger()
 
     def _mailboxes_due(self):
         now = fields.Datetime.now()
@@ -112,7 +127,7 @@ class OnpipelineMailbox(models.Model):
             except SyncBusy:
                 raise UserError(_("%s is already being synced. Try again in a moment.", mailbox.name)) from None
         if not all(self.sudo().mapped("is_sync_complete")):
-            self.env.ref("onpipeline_mail.ir_cron_onpipeline_mail_sync").sudo()._trigger()
+            self._trigger_sync()
         return True
 
     def action_reinitialize_sync(self):
@@ -124,7 +139,7 @@ class OnpipelineMailbox(models.Model):
             mailbox.write({"is_sync_complete": False, "next_sync_date": False, "sync_error_count": 0})
             mailbox.message_post(body=_("Sync reinitialized: the selected folders will be read again from %s.",
                                         mailbox._sync_window_start()))
-        self.env.ref("onpipeline_mail.ir_cron_onpipeline_mail_sync").sudo()._trigger()
+        self._trigger_sync()
         return True
 
     # ------------------------------------------------------------------

@@ -3,8 +3,6 @@ from odoo import api, fields, models
 from .onpipeline_mail_message_link import DEFAULT_IGNORED
 from .onpipeline_mailbox_sync import DEFAULT_MAX_MESSAGE_MB
 
-SYNC_CRON = "onpipeline_mail.ir_cron_onpipeline_mail_sync"
-
 
 class ResConfigSettings(models.TransientModel):
     _inherit = "res.config.settings"
@@ -34,13 +32,12 @@ class ResConfigSettings(models.TransientModel):
 
     @api.depends("company_id")
     def _compute_onpipeline_mail_sync_interval(self):
-        cron = self.env.ref(SYNC_CRON, raise_if_not_found=False)
+        crons = self.env["onpipeline.mailbox"]._sync_crons()
         for settings in self:
-            settings.onpipeline_mail_sync_interval = cron.sudo().interval_number if cron else 5
+            settings.onpipeline_mail_sync_interval = crons[:1].interval_number or 5
 
     def _inverse_onpipeline_mail_sync_interval(self):
-        cron = self.env.ref(SYNC_CRON, raise_if_not_found=False)
+        crons = self.env["onpipeline.mailbox"]._sync_crons()
         for settings in self:
-            if cron and settings.onpipeline_mail_sync_interval > 0:
-                cron.sudo().write({"interval_number": settings.onpipeline_mail_sync_interval,
-                                   "interval_type": "minutes"})
+            if settings.onpipeline_mail_sync_interval > 0:
+                crons.write({"interval_number": settings.onpipeline_mail_sync_interval, "interval_type": "minutes"})

@@ -274,9 +274,24 @@ class TestMailboxSync(OnpipelineMailCase):
         self.assertEqual(self.messages().mapped("subject"), ["for alice"])
         self.assertEqual(self.Message.search([("mailbox_id", "=", other.id)]).mapped("subject"), ["for bob"])
 
-    def test_sync_interval_setting_drives_the_cron(self):
+    def test_sync_interval_setting_drives_the_crons(self):
         self.env["res.config.settings"].create({"onpipeline_mail_sync_interval": 15}).execute()
-        self.assertEqual(self.env.ref("onpipeline_mail.ir_cron_onpipeline_mail_sync").interval_number, 15)
+        crons = self.env["onpipeline.mailbox"]._sync_crons()
+        self.assertEqual(len(crons), 2, "two scheduled actions, so that two cron workers can sync at once")
+        self.assertEqual(crons.mapped("interval_number"), [15, 15])
+        self.assertTrue(all(crons.mapped("active")))
+
+    def test_a_worker_skips_the_mailbox_another_worker_holds(self):
+        other = self.create_mailbox(self.new_account(), user=self.user_bob)
+        append(self.account, "INBOX", make_message("held by the other worker"))
+        append(other._imap_settings(), "INBOX", make_message("for this worker"))
+        with self.registry.cursor() as other_cr:
+            other_cr.execute("SELECT pg_try_advisory_lock(%s, %s)", (LOCK_NAMESPACE, self.mailbox.id))
+            with patch.object(self.env.cr, "commit"):
+                self.env["onpipeline.mailbox"]._cron_sync_mailboxes()
+            other_cr.execute("SELECT pg_advisory_unlock(%s, %s)", (LOCK_NAMESPACE, self.mailbox.id))
+        self.assertFalse(self.messages())
+        self.assertEqual(self.Message.search([("mailbox_id", "=", other.id)]).mapped("subject"), ["for this worker"])
 
     @mute_logger("odoo.addons.base.models.ir_rule", "odoo.models")
     def test_personal_mail_is_visible_to_its_owner_only(self):
