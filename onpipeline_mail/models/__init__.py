@@ -15,5 +15,6 @@ from . import res_users
 from . import res_config_settings
 from . import onpipeline_mail_link
 from . import onpipeline_mail_message_link
+from . import onpipeline_mail_linked_mixin
 from . import res_partner
 from . import crm_lead
