@@ -1,6 +1,7 @@
 from odoo.exceptions import AccessError
 from odoo.tests import tagged, users
 from odoo.tools import mute_logger
+from odoo.tools.safe_eval import safe_eval
 
 from .common import OnpipelineMailCase
 
@@ -111,3 +112,17 @@ class TestMailboxAccess(OnpipelineMailCase):
         self.assertEqual(self.alice_mailbox.sudo().imap_password, self.alice_account.password)
         field = self.env["onpipeline.mailbox"]._fields["imap_password"]
         self.assertEqual(field.groups, "base.group_system")
+
+    def test_team_mailbox_menus(self):
+        # Members open their teams' mailboxes without a New button; CRM admins manage them from Configuration.
+        member_action = self.env.ref("onpipeline_mail.onpipeline_mailbox_menu_team").action
+        self.assertIs(safe_eval(member_action.context).get("create"), False)
+        manage_menu = self.env.ref("onpipeline_mail.onpipeline_mailbox_menu_team_manage")
+        self.assertNotIn("'create'", manage_menu.action.context)
+        self.assertEqual(manage_menu.parent_id, self.env.ref("onpipeline_mail.onpipeline_mail_menu_config"))
+        config_menu = manage_menu.parent_id
+        Menu = self.env["ir.ui.menu"]
+        self.assertNotIn(config_menu.id, Menu.with_user(self.user_alice)._visible_menu_ids())
+        self.assertIn(config_menu.id, Menu.with_user(self.user_sales_admin)._visible_menu_ids())
+        self.assertIn(self.env.ref("onpipeline_mail.onpipeline_mailbox_menu_team").id,
+                      Menu.with_user(self.user_alice)._visible_menu_ids())
