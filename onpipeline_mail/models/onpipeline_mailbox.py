@@ -82,6 +82,8 @@ class OnpipelineMailbox(models.Model):
         "Sending", default="untested", required=True, readonly=True, copy=False)
     smtp_error = fields.Text("Sending Error", readonly=True, copy=False)
     can_send = fields.Boolean(compute="_compute_can_send")
+    can_manage = fields.Boolean(compute="_compute_can_manage",
+                                help="The user may change this mailbox (a team member may only read and use it).")
     send_unavailable_reason = fields.Char(compute="_compute_can_send")
 
     # What to sync
@@ -175,6 +177,13 @@ class OnpipelineMailbox(models.Model):
             mailbox.can_send = not reason
             mailbox.send_unavailable_reason = reason
 
+    @api.depends_context("uid")
+    def _compute_can_manage(self):
+        is_crm_admin = self.env.user.has_group("sales_team.group_sale_manager")
+        for mailbox in self:
+            mailbox.can_manage = (mailbox.mailbox_type == "personal" and mailbox.user_id == self.env.user) or (
+                mailbox.mailbox_type == "team" and is_crm_admin) or not mailbox._origin.id
+
     @api.depends("folder_ids.is_selected")
     def _compute_selected_folder_count(self):
         for mailbox in self:
@@ -220,6 +229,7 @@ class OnpipelineMailbox(models.Model):
                 vals.setdefault("user_id", False)
         mailboxes = super().create(vals_list)
         mailboxes._check_imap_connection()
+        mailboxes._forget_typed_passwords()
         return mailboxes
 
     def write(self, vals):
@@ -228,7 +238,13 @@ class OnpipelineMailbox(models.Model):
             self._check_imap_connection()
         if SMTP_FIELDS & set(vals):
             self.sudo().write({"smtp_state": "untested", "smtp_error": False})
+        self._forget_typed_passwords()
         return result
+
+    def _forget_typed_passwords(self):
+        # The typed password would otherwise stay in the cache and go back to the
+        # browser in the save response: it is written to the secret field only.
+        self.invalidate_recordset(["imap_password_input", "smtp_password_input"])
 
     # ------------------------------------------------------------------
     # Engine settings

@@ -55,6 +55,12 @@ class TestMailboxAccess(OnpipelineMailCase):
             mailbox.read(["imap_password"])
         with self.assertRaises(AccessError):
             mailbox.read(["smtp_password"])
+        # What the form gets back after saving a new password: not the password.
+        saved = mailbox.web_save({"imap_password_input": "typed-in-the-form", "smtp_password_input": "smtp-typed"},
+                                 {"imap_password_input": {}, "smtp_password_input": {}, "has_imap_password": {}})
+        self.assertNotIn("typed-in-the-form", str(saved))
+        self.assertNotIn("smtp-typed", str(saved))
+        self.assertTrue(saved[0]["has_imap_password"])
         self.assertNotIn("imap_password", mailbox.fields_get())
         mailbox.write({"sync_window": "6m"})
         self.assertEqual(mailbox.sync_window, "6m")
@@ -126,3 +132,11 @@ class TestMailboxAccess(OnpipelineMailCase):
         self.assertIn(config_menu.id, Menu.with_user(self.user_sales_admin)._visible_menu_ids())
         self.assertIn(self.env.ref("onpipeline_mail.onpipeline_mailbox_menu_team").id,
                       Menu.with_user(self.user_alice)._visible_menu_ids())
+
+    def test_form_is_read_only_for_team_members(self):
+        self.assertFalse(self.east_mailbox.with_user(self.user_alice).can_manage)
+        self.assertTrue(self.east_mailbox.with_user(self.user_sales_admin).can_manage)
+        self.assertTrue(self.alice_mailbox.with_user(self.user_alice).can_manage)
+        arch = self.env["onpipeline.mailbox"].with_user(self.user_alice).get_views([(False, "form")])[
+            "views"]["form"]["arch"]
+        self.assertIn('readonly="not can_manage"', arch)
