@@ -17,6 +17,8 @@ import sys
 import time
 import types
 
+from procstat import memory  # noqa: E402  (bench/ is the script's folder)
+
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 ADDON_DIR = os.path.join(os.path.dirname(BENCH_DIR), "onpipeline_mail")
 if "onpipeline_mail" not in sys.modules:
@@ -30,17 +32,6 @@ from onpipeline_mail.engine.connection import ServerSettings, imap_session  # no
 from onpipeline_mail.engine.window import window_start  # noqa: E402
 
 FOLDERS = ("INBOX", "Sent")
-
-
-def memory():
-    """VmHWM (peak) and VmRSS of this process, in MB."""
-    values = {}
-    with open("/proc/self/status") as handle:
-        for line in handle:
-            if line.startswith(("VmHWM:", "VmRSS:")):
-                key, value = line.split(":", 1)
-                values[key] = int(value.split()[0]) / 1024
-    return values.get("VmHWM", 0.0), values.get("VmRSS", 0.0)
 
 
 def settings_from(args):

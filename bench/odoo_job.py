@@ -27,21 +27,13 @@ import resource
 import sys
 import time
 
+from procstat import memory  # noqa: E402  (bench/ is the script's folder)
+
 import odoo
 from odoo import SUPERUSER_ID, api
 from odoo.tools import config
 
 EMPTY_PARAMS = {"onpipeline_mail.sync_time_budget": "1000000", "onpipeline_mail.sync_mailbox_budget": "1000000"}
-
-
-def memory():
-    values = {}
-    with open("/proc/self/status") as handle:
-        for line in handle:
-            if line.startswith(("VmHWM:", "VmRSS:")):
-                key, value = line.split(":", 1)
-                values[key] = int(value.split()[0]) / 1024
-    return values.get("VmHWM", 0.0), values.get("VmRSS", 0.0)
 
 
 def open_registry(args):
