@@ -331,28 +331,30 @@ class OnpipelineMailMessage(models.Model):
         all_external = set().union(*external.values())
         contacts = messages._link_find_contacts(context, external, all_external)
         thread_choice, refs = messages._link_thread_choices()
-        leads = messages._link_open_deals(contacts, all_external)
+        deals = messages._link_open_deals(contacts, all_external)
 
         Link = self.env["onpipeline.mail.link"].sudo()
-        existing = Link.with_context(active_test=False).search([("message_id", "in", messages.ids)])
+        known_by_message = collections.defaultdict(set)
+        for link in Link.with_context(active_test=False).search([("message_id", "in", messages.ids)]):
+            known_by_message[link.message_id.id].update(link.partner_id, link.lead_id)
         new_links = []
         for message in messages:
-            known = existing.filtered(lambda link, message=message: link.message_id == message)
-            known_targets = set(known.mapped("partner_id")) | set(known.mapped("lead_id"))
+            known_targets = known_by_message[message.id]
             new_links += [{"message_id": message.id, "partner_id": partner.id, "reason": reason}
                           for partner, reason in contacts[message.id].items() if partner not in known_targets]
-            new_links += message._link_deal(leads, contacts[message.id], external[message.id], known_targets,
+            new_links += message._link_deal(deals, contacts[message.id], external[message.id], known_targets,
                                             refs[message.id], thread_choice)
 
         created = Link.create(new_links) if new_links else Link
-        now = fields.Datetime.now()
+        # One write per distinct set of values, not one per email.
+        updates = collections.defaultdict(lambda: messages.browse())
         for message in messages:
             internal_only = bool(participants[message.id]) and all(
                 address in context["internal"] for address in participants[message.id])
-            values = {"is_internal_only": internal_only}
-            if not message.link_date:
-                values["link_date"] = now
-            message.write(values)
+            updates[(internal_only, not message.link_date)] |= message
+        now = fields.Datetime.now()
+        for (internal_only, first_time), group in updates.items():
+            group.write(dict({"is_internal_only": internal_only}, **({"link_date": now} if first_time else {})))
         messages._post_history(created)
 
     def _link_find_contacts(self, context, external, all_external):
@@ -403,7 +405,7 @@ class OnpipelineMailMessage(models.Model):
         return thread_choice, refs
 
     def _link_open_deals(self, contacts, addresses):
-        """Open opportunities of the contacts, of their companies, or with one of the addresses."""
+        """Open opportunities of the contacts, of their companies, or with one of the addresses (indexed)."""
         Lead = self.env["crm.lead"].sudo()
         partners = self.env["res.partner"].sudo()
         for found in contacts.values():
@@ -416,26 +418,26 @@ class OnpipelineMailMessage(models.Model):
         if variants:
             lead_filters.append([("email_normalized", "in", variants)])
         if not lead_filters:
-            return Lead
-        return Lead.search([("type", "=", "opportunity"), "|", ("stage_id", "=", False),
-                            ("stage_id.is_won", "=", False)] + expression.OR(lead_filters))
+            return _DealIndex(Lead)
+        return _DealIndex(Lead.search([("type", "=", "opportunity"), "|", ("stage_id", "=", False),
+                                       ("stage_id.is_won", "=", False)] + expression.OR(lead_filters)))
 
-    def _link_deal(self, leads, contacts, addresses, known_targets, refs, thread_choice):
+    def _link_deal(self, deals, contacts, addresses, known_targets, refs, thread_choice):
         """Values of the deal links of this email: the thread's deal, else the best open one and candidates."""
         self.ensure_one()
-        deals = []  # [(lead, reason)], best first
+        ranked = []  # [(lead, reason)], best first
         followed = next((thread_choice[ref] for ref in refs if ref in thread_choice), None)
         if followed is not None and not self._primary_deal_link():
             if followed:
-                deals = [(followed, "thread")]
+                ranked = [(followed, "thread")]
             else:
                 self.is_deal_locked = True
         elif contacts or addresses:
-            deals = self._rank_deals(leads, contacts, addresses)
+            ranked = self._rank_deals(deals, contacts, addresses)
         primary = self._primary_deal_link().lead_id
         locked = self.is_deal_locked
         values = []
-        for lead, reason in deals:
+        for lead, reason in ranked:
             if lead in known_targets:
                 continue
             values.append({"message_id": self.id, "lead_id": lead.id, "reason": reason,
@@ -452,27 +454,31 @@ class OnpipelineMailMessage(models.Model):
         self.ensure_one()
         return self.link_ids.filtered(lambda link: link.lead_id and not link.is_candidate)[:1]
 
-    def _rank_deals(self, leads, contacts, addresses):
-        """Open deals of ``contacts`` (and their companies) for this email, best first, with the reason."""
+    def _rank_deals(self, deals, contacts, addresses):
+        """Open deals of ``contacts`` (and their companies) for this email, best first, with the reason.
+
+        ``deals`` is the batch's ``_DealIndex``: only the deals of this email's contacts,
+        companies and addresses are looked at, not every open deal of the batch.
+        """
         self.ensure_one()
         mailbox = self.mailbox_id
-        owner = mailbox.user_id if mailbox.mailbox_type == "personal" else self.env["res.users"]
-        team = mailbox.team_id if mailbox.mailbox_type == "team" else self.env["crm.team"]
-        commercial = {partner.commercial_partner_id: reason for partner, reason in contacts.items()}
+        owner_id = mailbox.user_id.id if mailbox.mailbox_type == "personal" else False
+        team_id = mailbox.team_id.id if mailbox.mailbox_type == "team" else False
+        commercial = {partner.commercial_partner_id.id: reason for partner, reason in contacts.items()}
+        by_partner = {partner.id: reason for partner, reason in contacts.items()}
         ranked = []
-        for lead in leads:
-            if lead.company_id and lead.company_id != self.company_id:
+        for deal in deals.candidates(by_partner, commercial, addresses):
+            if deal.company_id and deal.company_id != self.company_id.id:
                 continue
-            if lead.partner_id in contacts or (lead.email_normalized
-                                               and normalize_address(lead.email_normalized) in addresses):
-                reason = contacts.get(lead.partner_id, "contact")
-            elif lead.partner_id.commercial_partner_id in commercial:
-                reason = "domain" if commercial[lead.partner_id.commercial_partner_id] == "domain" else "company"
+            if deal.partner_id in by_partner or deal.email in addresses:
+                reason = by_partner.get(deal.partner_id, "contact")
+            elif deal.commercial_id in commercial:
+                reason = "domain" if commercial[deal.commercial_id] == "domain" else "company"
             else:
                 continue
-            key = (bool(owner) and lead.user_id == owner, bool(team) and lead.team_id == team,
-                   lead.write_date or datetime.datetime.min, lead.id)
-            ranked.append((key, lead, reason))
+            key = (bool(owner_id) and deal.user_id == owner_id, bool(team_id) and deal.team_id == team_id,
+                   deal.write_date, deal.id)
+            ranked.append((key, deal.lead, reason))
         ranked.sort(key=lambda item: item[0], reverse=True)
         return [(lead, reason) for _key, lead, reason in ranked]
 
@@ -505,13 +511,17 @@ class OnpipelineMailMessage(models.Model):
             return
         authors = links.message_id._history_authors()
         comment = self.env.ref("mail.mt_comment")
+        bodies = {}  # an email linked to a contact and a deal has the same body twice
         values = []
         for link in links:
             message = link.message_id
             record = link.lead_id or link.partner_id
+            if message.id not in bodies:
+                bodies[message.id] = message._history_body()
             values.append({
                 "model": record._name,
                 "res_id": record.id,
+                "record_name": record.display_name,
                 "message_type": "email",
                 "subtype_id": comment.id,
                 "is_internal": True,
@@ -519,20 +529,17 @@ class OnpipelineMailMessage(models.Model):
                 "email_from": message.email_from,
                 "reply_to": message.reply_to or message.email_from,
                 "subject": message.subject or False,
-                "body": message._history_body(),
+                "body": bodies[message.id],
                 "date": message.date,
                 "message_id": message.message_id or False,
             })
         entries = self.env["mail.message"].sudo().with_context(mail_create_nosubscribe=True).create(values)
-        Attachment = self.env["ir.attachment"].sudo()
         for link, entry in zip(links, entries, strict=True):
-            attachments = link.message_id.sudo().attachment_ids
+            # The entries show the synced email's own files: nothing is copied, and the
+            # chatter's download links check access to the email itself.
+            attachments = link.message_id.attachment_ids
             if attachments:
-                copies = Attachment.create([{
-                    "name": attachment.name, "raw": attachment.raw, "mimetype": attachment.mimetype,
-                    "res_model": "mail.message", "res_id": entry.id,
-                } for attachment in attachments])
-                entry.attachment_ids = [(6, 0, copies.ids)]
+                entry.attachment_ids = [(6, 0, attachments.ids)]
             link.mail_message_id = entry
 
     def _history_authors(self):
@@ -611,6 +618,44 @@ class OnpipelineMailMessage(models.Model):
             "target": "new",
             "context": {"default_message_ids": [(6, 0, self.ids)]},
         }
+
+
+_Deal = collections.namedtuple(
+    "_Deal", "lead id company_id partner_id commercial_id email user_id team_id write_date")
+
+
+class _DealIndex:
+    """The open deals of a batch, read once and indexed by contact, company and address.
+
+    Ranking looked at every open deal of the batch for every email (deals x emails
+    field reads): the first sync of a mailbox spent most of its time there.
+    """
+
+    def __init__(self, leads):
+        self.by_partner = collections.defaultdict(list)
+        self.by_commercial = collections.defaultdict(list)
+        self.by_email = collections.defaultdict(list)
+        for lead in leads:
+            deal = _Deal(lead, lead.id, lead.company_id.id, lead.partner_id.id,
+                         lead.partner_id.commercial_partner_id.id,
+                         normalize_address(lead.email_normalized) if lead.email_normalized else "",
+                         lead.user_id.id, lead.team_id.id, lead.write_date or datetime.datetime.min)
+            if deal.partner_id:
+                self.by_partner[deal.partner_id].append(deal)
+            if deal.commercial_id:
+                self.by_commercial[deal.commercial_id].append(deal)
+            if deal.email:
+                self.by_email[deal.email].append(deal)
+
+    def candidates(self, partner_ids, commercial_ids, addresses):
+        """Deals of these contacts, companies or addresses, each once."""
+        found = {}
+        for index, keys in ((self.by_partner, partner_ids), (self.by_commercial, commercial_ids),
+                            (self.by_email, addresses)):
+            for key in keys:
+                for deal in index.get(key, ()):
+                    found[deal.id] = deal
+        return found.values()
 
 
 def str2bool(value):
