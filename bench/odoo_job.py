@@ -20,8 +20,10 @@ Prints one ``RESULT {json}`` line. Jobs:
 * ``check``: duplicates per mailbox (message keys, folder locations).
 """
 
+import collections
 import contextlib
 import cProfile
+import functools
 import json
 import resource
 import sys
@@ -156,6 +158,56 @@ class CommandCounter:
             message_module.OnpipelineMailMessage._store_batch = original_store
 
 
+class PhaseTimer:
+    """Wall seconds spent in each phase of a sync (not nested in one another), without a profiler.
+
+    parse and fetch: the engine; store: messages, locations and attachments
+    (``_store_batch`` without linking); link: contacts and deals (``_link``);
+    history: chatter entries (``_post_history``); commit: flush of pending
+    writes and computed fields, and the COMMIT.
+    """
+
+    def __init__(self):
+        self.seconds = collections.Counter()
+
+    def _wrap(self, phase, function):
+        seconds = self.seconds
+
+        @functools.wraps(function)
+        def timed(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                seconds[phase] += time.perf_counter() - started
+        return timed
+
+    @contextlib.contextmanager
+    def install(self):
+        from odoo import sql_db
+
+        from odoo.addons.onpipeline_mail.engine import fetch as engine_fetch
+        from odoo.addons.onpipeline_mail.engine import parse as engine_parse
+        from odoo.addons.onpipeline_mail.models import onpipeline_mail_message as message_module
+        from odoo.addons.onpipeline_mail.models import onpipeline_mail_message_link as link_module
+
+        targets = [
+            (engine_parse, "parse_message", "parse"), (engine_fetch, "fetch_messages", "fetch"),
+            (message_module.OnpipelineMailMessage, "_store_batch", "store"),
+            (link_module.OnpipelineMailMessage, "_link", "link"),
+            (link_module.OnpipelineMailMessage, "_post_history", "history"),
+            (sql_db.Cursor, "commit", "commit"),
+        ]
+        originals = [(owner, name, getattr(owner, name)) for owner, name, _phase in targets]
+        for owner, name, phase in targets:
+            setattr(owner, name, self._wrap(phase, getattr(owner, name)))
+        try:
+            yield self
+        finally:
+            for owner, name, original in originals:
+                setattr(owner, name, original)
+
+
 def _totals(env, mailbox_ids=None):
     cr = env.cr
     where, params = ("WHERE mailbox_id = ANY(%s)", [mailbox_ids]) if mailbox_ids else ("", [])
@@ -173,13 +225,14 @@ def job_sync(registry, args):
         # Several workers start together, once each has loaded its registry.
         time.sleep(max(args["start_at"] - time.time(), 0))
     counter = CommandCounter()
+    phases = PhaseTimer()
     calls = 0
     profiler = cProfile.Profile() if args.get("profile") else None
     if profiler:
         profiler.enable()
     started = time.perf_counter()
     cpu_started = time.process_time()
-    with counter.install():
+    with counter.install(), phases.install():
         while True:
             calls += 1
             with environment(registry) as env:
@@ -216,6 +269,7 @@ def job_sync(registry, args):
         "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "folder_commands": folder_commands, "session_commands": counter.sessions,
         "link_fields": links, "linked": linked, "errors": errors, "failures": failures,
+        "phases": {phase: round(seconds, 3) for phase, seconds in phases.seconds.items()},
     }
 
 

@@ -105,7 +105,26 @@ def render(results):
                 fmt(data["mbps"], "%.1f"), fmt(data["peak"], "%.0f"), "; ".join(note for note in notes if note)))
     lines += ["", "Ratios (medians of this run) and targets:"]
     lines += targets(summary, results)
+    lines += phase_lines(runs)
     return "\n".join(lines)
+
+
+PHASES = ("fetch", "parse", "store", "link", "history", "commit")
+
+
+def phase_lines(runs):
+    """Where the wall time of the Odoo first sync goes, median seconds per phase (bench/odoo_job.py PhaseTimer)."""
+    lines = []
+    for n, parts in sorted(runs.items(), key=lambda item: item[0].zfill(9)):
+        timed = [run for run in parts.get("odoo_first", []) if run.get("phases")]
+        if not timed:
+            continue
+        wall = median([run["wall"] for run in timed])
+        seconds = {phase: median([run["phases"].get(phase, 0.0) for run in timed]) for phase in PHASES}
+        seconds["other"] = max(wall - sum(seconds.values()), 0.0)
+        lines += ["", "N=%s Odoo first sync, where the %.1f s go (medians): %s" % (n, wall, ", ".join(
+            "%s %.1f s (%.0f %%)" % (phase, value, 100 * value / wall) for phase, value in seconds.items()))]
+    return lines
 
 
 def ratio(a, b):
