@@ -42,7 +42,7 @@ class OnpipelineMailMessage(models.Model):
 
     mailbox_id = fields.Many2one("onpipeline.mailbox", required=True, index=True, ondelete="cascade",
                                  readonly=True)
-    company_id = fields.Many2one(related="mailbox_id.company_id", store=True)
+    company_id = fields.Many2one(related="mailbox_id.company_id", store=True, precompute=True)
     message_key = fields.Char(required=True, readonly=True, index=True,
                               help="Normalized Message-ID, or a hash of the content when it has none.")
     message_id = fields.Char("Message-ID", readonly=True, index=True)
