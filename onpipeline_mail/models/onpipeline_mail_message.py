@@ -60,7 +60,9 @@ class OnpipelineMailMessage(models.Model):
                                  default="incoming", readonly=True)
     # Html fields are cleaned by Odoo's sanitizer (lxml) when written: scripts,
     # event handlers and dangerous URLs never reach the browser.
-    body_html = fields.Html("Body", readonly=True, sanitize=True, sanitize_overridable=False)
+    # Sanitized as Odoo sanitizes incoming mail (mail.message.body): style attributes are filtered,
+    # not kept as they are (position:fixed overlays); the history entries reuse this HTML as it is.
+    body_html = fields.Html("Body", readonly=True, sanitize=True, sanitize_overridable=False, sanitize_style=True)
     body_text = fields.Text("Plain Text", readonly=True)
     size = fields.Integer(readonly=True)
     is_truncated = fields.Boolean("Attachments Left Out", readonly=True)

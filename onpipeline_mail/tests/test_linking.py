@@ -224,6 +224,26 @@ class TestHistory(LinkingCase):
                          ["my offer", "plans"])
 
 
+    def test_history_bodies_are_what_odoo_would_store(self):
+        # The history entries' bodies skip a second sanitizing pass: they must be a fixed point
+        # of mail.message's own body conversion, hostile HTML, quotes and plain text alike.
+        hostile = ('<p onclick="steal()" style="color:red;position:fixed">Offer &amp; terms</p>'
+                   '<script>alert(1)</script><img src="x" onerror="steal()">'
+                   '<blockquote>On Monday Bob wrote:<br>old text</blockquote><a href="javascript:evil()">x</a>')
+        deliveries = {"hostile": {"html": hostile}, "plain": {"body": "a < b & c > d\nsecond line"},
+                      "header <b>tricks</b>": {"html": "<p>fine</p>", "Cc": '"<script>x</script>" <c@client.example>'}}
+        for subject, content in deliveries.items():
+            self.deliver(subject, **content)
+        body_field = self.env["mail.message"]._fields["body"]
+        entries = self.history(self.jane)
+        self.assertEqual(sorted(entries.mapped("subject")), sorted(deliveries))
+        for entry in entries:
+            self.assertEqual(entry.body, body_field.convert_to_cache(entry.body, entry), entry.subject)
+            for dangerous in ("<script", "onclick", "onerror", "javascript:", "alert(1)", "position:fixed"):
+                self.assertNotIn(dangerous, entry.body)
+        self.assertIn("a &lt; b &amp; c &gt; d", entries.filtered(lambda entry: entry.subject == "plain").body)
+        self.assertIn("&lt;script&gt;", entries.filtered(lambda entry: entry.subject.startswith("header")).body)
+
     def test_history_of_a_first_sync_is_in_date_order(self):
         # The first sync reads newest first, one message per batch here; the history copies wait
         # until the mailbox has caught up and are made oldest first.

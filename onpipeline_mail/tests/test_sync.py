@@ -94,14 +94,16 @@ class TestMailboxSync(OnpipelineMailCase):
         self.assertEqual(self.messages(), messages, "reinitializing matches every message again")
 
     def test_hostile_html_is_sanitized_and_attachments_stored(self):
-        html = '<p onclick="steal()">Offer</p><script>alert(1)</script><img src="x" onerror="steal()">'
+        html = ('<p onclick="steal()" style="color:red;position:fixed;top:0">Offer</p><script>alert(1)</script>'
+                '<img src="x" onerror="steal()">')
         append(self.account, "INBOX", make_message(
             "hostile", html=html, attachments=[("quote.pdf", "application/pdf", b"%PDF-1.4 quote")]))
         self.mailbox._sync()
         message = self.messages()
         self.assertIn("Offer", message.body_html)
-        for dangerous in ("<script", "onclick", "onerror", "alert(1)"):
+        for dangerous in ("<script", "onclick", "onerror", "alert(1)", "position:fixed"):
             self.assertNotIn(dangerous, message.body_html)
+        self.assertIn('style="color:red"', message.body_html, "harmless styles kept, as in Odoo's incoming mail")
         self.assertEqual(message.attachment_ids.mapped("name"), ["quote.pdf"])
         self.assertEqual(message.attachment_ids.raw, b"%PDF-1.4 quote")
 
