@@ -130,8 +130,10 @@ class OnpipelineMailMessage(models.Model):
         uids = [uid for _key, uid in located]
         stored = set(Location.search([("folder_id", "=", folder.id), ("uidvalidity", "=", uidvalidity),
                                       ("uid", "in", uids)]).mapped("uid"))
+        # Mailbox and company given, not precomputed record by record from the message.
         Location.create([
-            {"message_id": by_key[key].id, "folder_id": folder.id, "uidvalidity": uidvalidity, "uid": uid}
+            {"message_id": by_key[key].id, "folder_id": folder.id, "uidvalidity": uidvalidity, "uid": uid,
+             "mailbox_id": mailbox.id, "company_id": mailbox.company_id.id}
             for key, uid in located if uid not in stored
         ])
         return self.browse(list({by_key[key].id for key, _uid in located}))
@@ -144,6 +146,7 @@ class OnpipelineMailMessage(models.Model):
         date = _utc_naive(parsed.date) or _utc_naive(getattr(meta, "internaldate", None)) or fields.Datetime.now()
         return {
             "mailbox_id": mailbox.id,
+            "company_id": mailbox.company_id.id,
             "message_key": key,
             "message_id": parsed.message_id or False,
             "content_hash": parsed.content_hash,

@@ -341,7 +341,7 @@ class OnpipelineMailMessage(models.Model):
         new_links = []
         for message in messages:
             known_targets = known_by_message[message.id]
-            new_links += [{"message_id": message.id, "partner_id": partner.id, "reason": reason}
+            new_links += [dict(message._link_values(), partner_id=partner.id, reason=reason)
                           for partner, reason in contacts[message.id].items() if partner not in known_targets]
             new_links += message._link_deal(deals, contacts[message.id], external[message.id], known_targets,
                                             refs[message.id], thread_choice)
@@ -441,8 +441,8 @@ class OnpipelineMailMessage(models.Model):
         for lead, reason in ranked:
             if lead in known_targets:
                 continue
-            values.append({"message_id": self.id, "lead_id": lead.id, "reason": reason,
-                           "is_candidate": bool(primary or locked)})
+            values.append(dict(self._link_values(), lead_id=lead.id, reason=reason,
+                               is_candidate=bool(primary or locked)))
             known_targets.add(lead)
             if not (primary or locked):
                 primary = lead
@@ -450,6 +450,10 @@ class OnpipelineMailMessage(models.Model):
         if primary or locked:
             thread_choice.setdefault(self.message_key, primary)
         return values
+
+    def _link_values(self):
+        """Values every new link of this email starts from (its mailbox and company given, not precomputed)."""
+        return {"message_id": self.id, "mailbox_id": self.mailbox_id.id, "company_id": self.company_id.id}
 
     def _primary_deal_link(self):
         self.ensure_one()
@@ -512,13 +516,14 @@ class OnpipelineMailMessage(models.Model):
             return
         authors = links.message_id._history_authors()
         comment = self.env.ref("mail.mt_comment")
+        labels = self._history_labels()  # _() looks up its caller's module: once per batch, not per email
         bodies = {}  # an email linked to a contact and a deal has the same body twice
         values = []
         for link in links:
             message = link.message_id
             record = link.lead_id or link.partner_id
             if message.id not in bodies:
-                bodies[message.id] = message._history_body()
+                bodies[message.id] = message._history_body(labels)
             values.append({
                 "model": record._name,
                 "res_id": record.id,
@@ -536,13 +541,29 @@ class OnpipelineMailMessage(models.Model):
         entries = self.env["mail.message"].sudo().with_context(mail_create_nosubscribe=True).create(values)
         self._write_history_bodies({entry.id: bodies[link.message_id.id]
                                     for link, entry in zip(links, entries, strict=True)})
+        self._attach_history_files({entry.id: link.message_id.attachment_ids.ids
+                                    for link, entry in zip(links, entries, strict=True)})
         for link, entry in zip(links, entries, strict=True):
-            # The entries show the synced email's own files: nothing is copied, and the
-            # chatter's download links check access to the email itself.
-            attachments = link.message_id.attachment_ids
-            if attachments:
-                entry.attachment_ids = [(6, 0, attachments.ids)]
             link.mail_message_id = entry
+
+    def _attach_history_files(self, files):
+        """Show the synced emails' own files on their history entries ({mail.message id: [attachment id]}).
+
+        Nothing is copied: the chatter's download links check access to the email
+        itself. The rows go straight into the relation: writing ``attachment_ids``
+        entry by entry (as the system, so without the access check it would run for
+        a user) took a fifth of the history time of a first sync.
+        """
+        rows = [(entry_id, attachment_id) for entry_id, attachment_ids in files.items()
+                for attachment_id in attachment_ids]
+        if not rows:
+            return
+        field = self.env["mail.message"]._fields["attachment_ids"]
+        self.env.cr.execute(SQL(
+            "INSERT INTO %s (%s, %s) VALUES %s ON CONFLICT DO NOTHING",
+            SQL.identifier(field.relation), SQL.identifier(field.column1), SQL.identifier(field.column2),
+            SQL(", ").join(SQL("(%s, %s)", entry_id, attachment_id) for entry_id, attachment_id in rows)))
+        self.env["mail.message"].browse(files).invalidate_recordset(["attachment_ids"])
 
     def _write_history_bodies(self, bodies):
         """Write the bodies of new history entries ({mail.message id: html}) without sanitizing them again.
@@ -585,7 +606,11 @@ class OnpipelineMailMessage(models.Model):
             result[message.id] = partner or False
         return result
 
-    def _history_body(self):
+    def _history_labels(self):
+        return {"outgoing": _("Outgoing email"), "incoming": _("Incoming email"),
+                "from": _("From"), "to": _("To"), "cc": _("Cc")}
+
+    def _history_body(self, labels=None):
         """The entry's HTML: a header (incoming or outgoing, From, To, Cc), then the email's body.
 
         Sanitized with the options of ``mail.message.body``, piece by piece: the
@@ -593,9 +618,10 @@ class OnpipelineMailMessage(models.Model):
         through the sanitizer here (see ``_write_history_bodies``).
         """
         self.ensure_one()
-        label = _("Outgoing email") if self.direction == "outgoing" else _("Incoming email")
-        lines = [Markup("<b>%s</b>") % label]
-        for name, value in ((_("From"), self.email_from), (_("To"), self.email_to), (_("Cc"), self.email_cc)):
+        labels = labels or self._history_labels()
+        lines = [Markup("<b>%s</b>") % labels["outgoing" if self.direction == "outgoing" else "incoming"]]
+        for name, value in ((labels["from"], self.email_from), (labels["to"], self.email_to),
+                            (labels["cc"], self.email_cc)):
             if value:
                 lines.append(Markup("%s: %s") % (name, value))
         header = Markup('<p class="o_onpipeline_mail_%s text-muted small">%s</p>') % (
