@@ -25,8 +25,8 @@ class OnpipelineMailLink(models.Model):
 
     message_id = fields.Many2one("onpipeline.mail.message", "Email", required=True, index=True,
                                  ondelete="cascade", readonly=True)
-    mailbox_id = fields.Many2one(related="message_id.mailbox_id", store=True, index=True, precompute=True)
-    company_id = fields.Many2one(related="message_id.company_id", store=True, precompute=True)
+    mailbox_id = fields.Many2one(related="message_id.mailbox_id", store=True, index=True)
+    company_id = fields.Many2one(related="message_id.company_id", store=True)
     partner_id = fields.Many2one("res.partner", "Contact", index=True, ondelete="cascade", readonly=True)
     lead_id = fields.Many2one("crm.lead", "Deal", index=True, ondelete="cascade", readonly=True)
     reason = fields.Selection(REASONS, required=True, readonly=True)

@@ -42,7 +42,7 @@ class OnpipelineMailMessage(models.Model):
 
     mailbox_id = fields.Many2one("onpipeline.mailbox", required=True, index=True, ondelete="cascade",
                                  readonly=True)
-    company_id = fields.Many2one(related="mailbox_id.company_id", store=True, precompute=True)
+    company_id = fields.Many2one(related="mailbox_id.company_id", store=True)
     message_key = fields.Char(required=True, readonly=True, index=True,
                               help="Normalized Message-ID, or a hash of the content when it has none.")
     message_id = fields.Char("Message-ID", readonly=True, index=True)
@@ -130,10 +130,8 @@ class OnpipelineMailMessage(models.Model):
         uids = [uid for _key, uid in located]
         stored = set(Location.search([("folder_id", "=", folder.id), ("uidvalidity", "=", uidvalidity),
                                       ("uid", "in", uids)]).mapped("uid"))
-        # Mailbox and company given, not precomputed record by record from the message.
         Location.create([
-            {"message_id": by_key[key].id, "folder_id": folder.id, "uidvalidity": uidvalidity, "uid": uid,
-             "mailbox_id": mailbox.id, "company_id": mailbox.company_id.id}
+            {"message_id": by_key[key].id, "folder_id": folder.id, "uidvalidity": uidvalidity, "uid": uid}
             for key, uid in located if uid not in stored
         ])
         return self.browse(list({by_key[key].id for key, _uid in located}))
@@ -146,7 +144,6 @@ class OnpipelineMailMessage(models.Model):
         date = _utc_naive(parsed.date) or _utc_naive(getattr(meta, "internaldate", None)) or fields.Datetime.now()
         return {
             "mailbox_id": mailbox.id,
-            "company_id": mailbox.company_id.id,
             "message_key": key,
             "message_id": parsed.message_id or False,
             "content_hash": parsed.content_hash,

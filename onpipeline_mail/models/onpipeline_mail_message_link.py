@@ -341,7 +341,7 @@ class OnpipelineMailMessage(models.Model):
         new_links = []
         for message in messages:
             known_targets = known_by_message[message.id]
-            new_links += [dict(message._link_values(), partner_id=partner.id, reason=reason)
+            new_links += [{"message_id": message.id, "partner_id": partner.id, "reason": reason}
                           for partner, reason in contacts[message.id].items() if partner not in known_targets]
             new_links += message._link_deal(deals, contacts[message.id], external[message.id], known_targets,
                                             refs[message.id], thread_choice)
@@ -441,8 +441,8 @@ class OnpipelineMailMessage(models.Model):
         for lead, reason in ranked:
             if lead in known_targets:
                 continue
-            values.append(dict(self._link_values(), lead_id=lead.id, reason=reason,
-                               is_candidate=bool(primary or locked)))
+            values.append({"message_id": self.id, "lead_id": lead.id, "reason": reason,
+                           "is_candidate": bool(primary or locked)})
             known_targets.add(lead)
             if not (primary or locked):
                 primary = lead
@@ -450,10 +450,6 @@ class OnpipelineMailMessage(models.Model):
         if primary or locked:
             thread_choice.setdefault(self.message_key, primary)
         return values
-
-    def _link_values(self):
-        """Values every new link of this email starts from (its mailbox and company given, not precomputed)."""
-        return {"message_id": self.id, "mailbox_id": self.mailbox_id.id, "company_id": self.company_id.id}
 
     def _primary_deal_link(self):
         self.ensure_one()

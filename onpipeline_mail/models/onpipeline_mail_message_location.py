@@ -15,8 +15,8 @@ class OnpipelineMailMessageLocation(models.Model):
     _order = "folder_id, uid desc"
 
     message_id = fields.Many2one("onpipeline.mail.message", required=True, index=True, ondelete="cascade")
-    mailbox_id = fields.Many2one(related="message_id.mailbox_id", store=True, index=True, precompute=True)
-    company_id = fields.Many2one(related="message_id.company_id", store=True, precompute=True)
+    mailbox_id = fields.Many2one(related="message_id.mailbox_id", store=True, index=True)
+    company_id = fields.Many2one(related="message_id.company_id", store=True)
     folder_id = fields.Many2one("onpipeline.mailbox.folder", required=True, index=True, ondelete="cascade")
     uidvalidity = BigInteger("UIDVALIDITY", required=True)
     uid = BigInteger("UID", required=True)
