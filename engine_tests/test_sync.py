@@ -2,6 +2,7 @@
 
 import dataclasses
 import datetime
+import functools
 import glob
 import os
 import time
@@ -9,7 +10,7 @@ import time
 import pytest
 from conftest import new_account
 
-from onpipeline_mail.engine import errors, parse, sync
+from onpipeline_mail.engine import errors, parse, parse_worker, sync
 from onpipeline_mail.engine.connection import imap_session
 from onpipeline_mail.engine.testing import mailgen
 from onpipeline_mail.engine.testing.proxy import CuttingProxy
@@ -19,6 +20,19 @@ END = datetime.datetime(2026, 3, 1, 12, tzinfo=UTC)
 WINDOW = datetime.date(2026, 2, 1)
 LONGER = datetime.date(2026, 1, 15)
 SHORTER = datetime.date(2026, 2, 20)
+
+
+@pytest.fixture(autouse=True, params=["parse here", "parse worker"])
+def parse_mode(request, monkeypatch):
+    """Every test runs twice: parsing in this process, and pipelined through a parse worker process."""
+    if request.param == "parse here":
+        yield None
+        return
+    if request.node.get_closest_marker("parse_here_only"):
+        pytest.skip("patches the parser of this process")
+    with parse_worker.ParseWorker(min_batch=1) as worker:
+        monkeypatch.setattr(sync, "sync_folder", functools.partial(sync.sync_folder, parser=worker))
+        yield worker
 
 
 def sixty_days(count=30, seed=11):
@@ -72,7 +86,7 @@ def examine_flags(settings, folder="INBOX"):
 
 # -- the normal course --------------------------------------------------------------------------------------------
 
-def test_first_sync_takes_the_window_newest_first(mailbox):
+def test_first_sync_takes_the_window_newest_first(mailbox, parse_mode):
     messages = sixty_days()
     mailgen.append_messages(mailbox, "INBOX", messages)
     store = Store()
@@ -87,6 +101,8 @@ def test_first_sync_takes_the_window_newest_first(mailbox):
     assert final.uidvalidity and final.highestmodseq
     # Every intermediate state is a restart point: the cursor follows the batches down.
     assert [batch.state.backfill_uid for batch in batches[:-1]] == [min(b.messages).uid for b in batches[:-1]]
+    if parse_mode:
+        assert parse_mode.batches_parsed == sum(1 for batch in batches if batch.messages), "parsed in the worker"
 
 
 def test_nothing_new_costs_a_status_and_no_select(mailbox):
@@ -270,6 +286,7 @@ def test_batches_are_bounded_by_bytes(mailbox):
         assert sum(sizes) <= 12_000 or len(sizes) == 1
 
 
+@pytest.mark.parse_here_only
 def test_a_message_that_fails_to_parse_is_reported_and_retried(mailbox, monkeypatch):
     messages = sixty_days(6)
     uids = mailgen.append_messages(mailbox, "INBOX", messages)

@@ -32,7 +32,7 @@ import weakref
 
 from imapclient import exceptions as imap_exc
 
-from . import errors, fetch, parse
+from . import errors, fetch, parse, parse_worker
 from .state import FolderState, as_date, examine_folder, plan_sync, read_folder_status
 
 DEFAULT_BATCH_SIZE = 50
@@ -130,8 +130,8 @@ def _truncation_reason(raw, max_message_bytes):
             % (parse.human_size(raw.size), parse.human_size(max_message_bytes)))
 
 
-def _fetch_batch(run, uids, sizes):
-    """Fetch and parse one batch; returns (messages, failures, gone).
+def _fetch_raw(run, uids, sizes):
+    """Fetch one batch; returns (raw messages, {uid: failure text}, gone UIDs).
 
     A connection lost during the batch's FETCH raises :class:`~.errors.ConnectError`
     with ``uids`` = the batch: a message that makes the server drop the
@@ -156,19 +156,31 @@ def _fetch_batch(run, uids, sizes):
                 failures[uid] = "The server returned no body for this message."
             else:
                 gone.append(uid)
+    return result.messages, failures, gone
+
+
+def _parse_jobs(run, raws):
+    return [(raw.body, run.max_message_bytes, _truncation_reason(raw, run.max_message_bytes), raw.size)
+            for raw in raws]
+
+
+def _assemble(uids, raws, parsed, failures, gone):
+    """(messages, failures, gone) of a batch from its fetch and its parse results, failures in UID order."""
     messages = []
-    for raw in result.messages:
-        try:
-            parsed = parse.parse_message(raw.body, max_attachment_bytes=run.max_message_bytes,
-                                         truncation_reason=_truncation_reason(raw, run.max_message_bytes),
-                                         size=raw.size)
-        except Exception as exc:  # parse_message is not meant to raise; if it does, record, never skip
-            failures[raw.uid] = "Parsing failed: %s: %s" % (type(exc).__name__, exc)
-            continue
-        messages.append(SyncedMessage(raw.uid, parsed, raw.without_body()))
+    for raw, result in zip(raws, parsed, strict=True):
+        if isinstance(result, str):  # the parser raised: record, never skip
+            failures[raw.uid] = result
+        else:
+            messages.append(SyncedMessage(raw.uid, result, raw.without_body()))
     order = {uid: index for index, uid in enumerate(uids)}
     failed = tuple(FailedMessage(uid, failures[uid]) for uid in sorted(failures, key=order.get))
     return tuple(messages), failed, tuple(gone)
+
+
+def _fetch_batch(run, uids, sizes):
+    """Fetch and parse one batch here; returns (messages, failures, gone)."""
+    raws, failures, gone = _fetch_raw(run, uids, sizes)
+    return _assemble(uids, raws, parse_worker.parse_jobs(_parse_jobs(run, raws)), failures, gone)
 
 
 def _batches(run, uids):
@@ -208,7 +220,7 @@ def _steps(run, plan):
 
 def sync_folder(client, folder_name, saved_state, window_start, batch_size=DEFAULT_BATCH_SIZE,
                 max_batch_bytes=DEFAULT_MAX_BATCH_BYTES, deadline=None, known_failures=(),
-                max_message_bytes=fetch.MAX_MESSAGE_BYTES, partial_bytes=fetch.PARTIAL_BYTES):
+                max_message_bytes=fetch.MAX_MESSAGE_BYTES, partial_bytes=fetch.PARTIAL_BYTES, parser=None):
     """Sync one folder; yield :class:`SyncBatch` es, the last one with ``done=True`` unless stopped.
 
     ``saved_state``: the :class:`FolderState` of the last stored batch (None
@@ -218,6 +230,9 @@ def sync_folder(client, folder_name, saved_state, window_start, batch_size=DEFAU
     ``known_failures``: UIDs the caller already recorded as failed; they are
     left to :func:`retry_uids`. Messages over ``max_message_bytes`` are
     imported from their first ``partial_bytes``, without attachments.
+    ``parser``: a :class:`~.parse_worker.ParseWorker`; batch k+1 is then
+    fetched and handed to it before batch k is yielded, so that it is parsed
+    while the caller stores batch k (None: each batch is parsed when built).
 
     Raises :class:`~.errors.FolderMissingError` if the folder is gone or
     cannot be selected; connection drops surface as imapclient/socket
@@ -236,7 +251,7 @@ def sync_folder(client, folder_name, saved_state, window_start, batch_size=DEFAU
                         total_in_window=None, action=plan.action, folder=folder_name)
         return
     try:
-        yield from _sync_selected(client, folder_name, saved, window_start, condstore, deadline, dict(
+        yield from _sync_selected(client, folder_name, saved, window_start, condstore, deadline, parser, dict(
             batch_size=batch_size, max_batch_bytes=max_batch_bytes, max_message_bytes=max_message_bytes,
             partial_bytes=partial_bytes, known_failures=frozenset(known_failures)))
     except imap_exc.IMAPClientAbortError:
@@ -246,33 +261,88 @@ def sync_folder(client, folder_name, saved_state, window_start, batch_size=DEFAU
                                   % (folder_name, exc), reason="server_error") from exc
 
 
-def _sync_selected(client, folder_name, saved, window_start, condstore, deadline, limits):
+def _work(run, plan):
+    """``(step, done)`` for each batch to hand over, in order: a state-only step (a phase
+    ended) is folded into the batch before it; the last one has ``done=True``."""
+    pending = None
+    for step in _steps(run, plan):
+        if pending is not None and not step[0] and not step[1]:
+            pending = pending[:3] + (step[3],)
+            continue
+        if pending is not None and (pending[0] or pending[1]):
+            yield pending, False
+        pending = step
+    yield pending or ((), (), {}, plan.state), True
+
+
+def _sync_selected(client, folder_name, saved, window_start, condstore, deadline, parser, limits):
     selected = examine_folder(client, folder_name)
     # EXAMINE's counters are the snapshot the run works from.
     plan = plan_sync(saved, selected, window_start)
     final_modseq = selected.highestmodseq if condstore else None
     run = _Run(client=client, folder=folder_name, window_start=window_start, status=selected, **limits)
 
-    def build(step, done):
-        uids, gone, sizes, state = step
-        messages, failures, more_gone = _fetch_batch(run, uids, sizes) if uids else ((), (), ())
+    def seal(step, done, contents):
+        """The SyncBatch of a work step, from its (messages, failures, gone)."""
+        _uids, gone, _sizes, state = step
+        messages, failures, more_gone = contents
         if done:
             state = dataclasses.replace(state, highestmodseq=final_modseq)
         return SyncBatch(messages, failures, state, done=done, total_in_window=run.total,
                          gone=tuple(gone) + more_gone, action=plan.action, folder=folder_name)
 
-    pending = None
-    for step in _steps(run, plan):
-        if pending is not None and not step[0] and not step[1]:
-            # A state-only step (a phase ended): its state goes with the pending batch.
-            pending = pending[:3] + (step[3],)
-            continue
-        if pending is not None and (pending[0] or pending[1]):
-            yield build(pending, done=False)
-            if deadline is not None and time.monotonic() >= deadline:
-                return
-        pending = step
-    yield build(pending or ((), (), {}, plan.state), done=True)
+    def past_deadline():
+        return deadline is not None and time.monotonic() >= deadline
+
+    if parser is None:
+        yield from _hand_over(run, _work(run, plan), seal, past_deadline)
+    else:
+        yield from _hand_over_pipelined(run, _work(run, plan), seal, past_deadline, parser)
+
+
+def _hand_over(run, work, seal, past_deadline):
+    """Each batch fetched, parsed and handed over in turn; stops after the batch during which the deadline passed."""
+    for step, done in work:
+        yield seal(step, done, _fetch_batch(run, step[0], step[2]) if step[0] else ((), (), ()))
+        if not done and past_deadline():
+            return
+
+
+def _hand_over_pipelined(run, work, seal, past_deadline, parser):
+    """As :func:`_hand_over`, but batch k+1 is fetched and given to ``parser`` before batch k is handed over."""
+
+    def fetch_step(step):
+        raws, failures, gone = _fetch_raw(run, step[0], step[2]) if step[0] else ((), {}, [])
+        return [step, raws, failures, gone, None]
+
+    def finish(started, done):
+        step, raws, failures, gone, ticket = started
+        return seal(step, done, _assemble(step[0], raws, parser.collect(ticket), failures, gone))
+
+    # The worker holds one batch at a time: fetch k+1, collect k, give it k+1, hand k over.
+    started = None
+    try:
+        for step, _done in work:  # only the last step is done: it is finished after the loop
+            try:
+                following = fetch_step(step)
+            except errors.ConnectError:
+                if started is not None:
+                    ready, started = finish(started, False), None
+                    yield ready  # what was fetched is handed over before the error surfaces
+                raise
+            ready = finish(started, False) if started is not None else None
+            following[4] = parser.submit(_parse_jobs(run, following[1]))
+            started = following
+            if ready is not None:
+                yield ready
+                if past_deadline():
+                    return
+        last, started = started, None
+        yield finish(last, True)
+    finally:
+        # Stopped early (deadline, error, or the caller stopped reading): drop the batch in the worker.
+        if started is not None:
+            parser.abandon(started[4])
 
 
 def retry_uids(client, folder_name, uidvalidity, uids, max_message_bytes=fetch.MAX_MESSAGE_BYTES,

@@ -10,12 +10,13 @@ twice and nothing is lost.
 import contextlib
 import datetime
 import logging
+import os
 import time
 
 from odoo import _, api, fields, models
 from odoo.exceptions import UserError
 
-from ..engine import connection, errors, sync
+from ..engine import connection, errors, parse_worker, sync
 from ..engine.state import FolderState
 
 _logger = logging.getLogger(__name__)
@@ -171,12 +172,12 @@ class OnpipelineMailbox(models.Model):
         with self._sync_lock():
             complete = True
             try:
-                with connection.imap_session(self._imap_settings()) as client:
+                with connection.imap_session(self._imap_settings()) as client, self._parse_worker() as parser:
                     for folder in self._folders_to_sync():
                         if time.monotonic() >= deadline:
                             complete = False
                             break
-                        complete &= folder._sync_folder(client, commit, deadline)
+                        complete &= folder._sync_folder(client, commit, deadline, parser=parser)
                     if time.monotonic() < deadline:
                         self._retry_failures(client, commit)
             except errors.MailSyncError as exc:
@@ -190,6 +191,14 @@ class OnpipelineMailbox(models.Model):
             })
             commit()
             return True
+
+    def _parse_worker(self):
+        """Where the sync parses mail: a second process that parses the next batch while this one
+        stores the current one (started only for batches worth it), or here, on one core or when
+        the ``onpipeline_mail.parse_in_worker`` parameter is 0."""
+        param = self.env["ir.config_parameter"].sudo().get_param("onpipeline_mail.parse_in_worker", "")
+        enabled = (os.cpu_count() or 1) > 1 if param.strip() in ("", "auto") else param.strip() not in ("0", "false")
+        return parse_worker.ParseWorker() if enabled else contextlib.nullcontext()
 
     def _folders_to_sync(self):
         return self.folder_ids.filtered(lambda f: f.is_selected and f.is_selectable and f.is_present
@@ -274,8 +283,11 @@ class OnpipelineMailboxFolder(models.Model):
         max_mb = float(params.get_param("onpipeline_mail.max_message_size_mb", DEFAULT_MAX_MESSAGE_MB))
         return {"max_message_bytes": int(max_mb * 1024 * 1024)}
 
-    def _sync_folder(self, client, commit, deadline):
-        """Sync one folder batch by batch; returns True when it reached the end."""
+    def _sync_folder(self, client, commit, deadline, parser=None):
+        """Sync one folder batch by batch; returns True when it reached the end.
+
+        ``parser``: the session's :class:`~..engine.parse_worker.ParseWorker`, or None to parse here.
+        """
         self.ensure_one()
         params = self.env["ir.config_parameter"].sudo()
         batch_size = int(params.get_param("onpipeline_mail.sync_batch_size", DEFAULT_BATCH_SIZE))
@@ -287,7 +299,7 @@ class OnpipelineMailboxFolder(models.Model):
         try:
             for batch in sync.sync_folder(client, self.name, saved, self.mailbox_id._sync_window_start(),
                                           batch_size=batch_size, deadline=deadline, known_failures=known_failures,
-                                          **self._fetch_options()):
+                                          parser=parser, **self._fetch_options()):
                 if batch.state.uidvalidity != saved.uidvalidity and saved.uidvalidity:
                     # Renumbered folder: old positions mean nothing any more;
                     # messages themselves are matched again by key.

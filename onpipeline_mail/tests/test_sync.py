@@ -69,6 +69,35 @@ class TestMailboxSync(OnpipelineMailCase):
         self.mailbox._sync()
         self.assertEqual(len(self.messages()), 4)
 
+    def test_batches_are_parsed_by_the_parse_worker_while_the_previous_one_is_stored(self):
+        self.env["ir.config_parameter"].sudo().set_param("onpipeline_mail.sync_batch_size", "10")
+        self.env["ir.config_parameter"].sudo().set_param("onpipeline_mail.parse_in_worker", "1")  # even on 1 core
+        for index in range(24):
+            append(self.account, "INBOX", make_message("mail %02d" % index, html="<p>Offer %d</p>" % index,
+                                                       attachments=[("offer.pdf", "application/pdf", b"%PDF-1.4")]),
+                   date=days_ago(index % 20 + 1))
+        workers = []
+        real_worker = type(self.mailbox)._parse_worker
+
+        def keep_worker(mailbox):
+            worker = real_worker(mailbox)
+            workers.append(worker)
+            return worker
+
+        with patch.object(type(self.mailbox), "_parse_worker", keep_worker):
+            self.assertTrue(self.mailbox._sync())
+        messages = self.messages()
+        self.assertEqual(sorted(messages.mapped("subject")), ["mail %02d" % index for index in range(24)])
+        self.assertEqual(len(messages.attachment_ids), 24)
+        self.assertEqual(len(messages.location_ids), 24)
+        self.assertIn("<p>Offer 7</p>", messages.filtered(lambda m: m.subject == "mail 07").body_html)
+        # 10 + 10 in the worker; the last 4 are too few to be worth it and are parsed here.
+        self.assertEqual([worker.batches_parsed for worker in workers], [2])
+        self.assertFalse(workers[0].is_running, "stopped with the session")
+
+        self.env["ir.config_parameter"].sudo().set_param("onpipeline_mail.parse_in_worker", "0")
+        self.assertFalse(isinstance(self.mailbox._parse_worker(), type(workers[0])), "turned off")
+
     def test_same_message_in_two_folders_is_one_record(self):
         raw = make_message("copied", message_id="<same-123@client.example>")
         append(self.account, "INBOX", raw)

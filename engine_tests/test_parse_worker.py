@@ -1,0 +1,89 @@
+"""The parse worker: a child process gives the same results as parsing here, and when it fails, nothing is lost."""
+
+import glob
+import io
+import logging
+import os
+import pickle
+import signal
+
+import pytest
+
+from onpipeline_mail.engine import parse, parse_worker
+
+DATA = os.path.join(os.path.dirname(__file__), "data")
+
+
+def corpus_jobs():
+    jobs = []
+    for path in sorted(glob.glob(os.path.join(DATA, "*.eml"))):
+        with open(path, "rb") as handle:
+            raw = handle.read()
+        jobs.append((raw, parse.MAX_ATTACHMENT_BYTES, "", len(raw)))
+    return jobs
+
+
+def test_the_worker_parses_the_corpus_exactly_as_this_process():
+    jobs = corpus_jobs()
+    with parse_worker.ParseWorker() as worker:
+        ticket = worker.submit(jobs)
+        assert ticket.in_worker and worker.is_running
+        results = worker.collect(ticket)
+        assert worker.batches_parsed == 1
+    assert results == parse_worker.parse_jobs(jobs)
+    assert all(isinstance(result, parse.ParsedMessage) for result in results)
+    assert any(result.attachments for result in results) and any(result.defects for result in results)
+    assert not worker.is_running, "closed with the context"
+
+
+def test_small_batches_start_no_process():
+    jobs = corpus_jobs()[:3]
+    with parse_worker.ParseWorker() as worker:
+        results = worker.collect(worker.submit(jobs))
+        assert not worker.is_running and worker.batches_parsed == 0
+    assert results == parse_worker.parse_jobs(jobs)
+
+
+@pytest.mark.parametrize("trouble", ["killed", "stopped"])
+def test_a_worker_that_dies_or_hangs_costs_speed_not_messages(trouble, caplog):
+    jobs = corpus_jobs()
+    with parse_worker.ParseWorker(timeout=1) as worker:
+        ticket = worker.submit(jobs)
+        os.kill(worker._process.pid, signal.SIGKILL if trouble == "killed" else signal.SIGSTOP)
+        with caplog.at_level(logging.WARNING):
+            results = worker.collect(ticket)
+        assert results == parse_worker.parse_jobs(jobs)
+        assert "parsing in the sync process instead" in caplog.text
+        assert not worker.is_running
+        # Not tried again in this run: every batch would pay for it.
+        later = worker.submit(jobs)
+        assert not later.in_worker and worker.collect(later) == results
+
+
+def test_submitting_twice_without_collecting_is_refused():
+    jobs = corpus_jobs()
+    with parse_worker.ParseWorker() as worker:
+        worker.submit(jobs)
+        with pytest.raises(RuntimeError):
+            worker.submit(jobs)
+
+
+def test_an_abandoned_batch_leaves_the_worker_usable():
+    jobs = corpus_jobs()
+    with parse_worker.ParseWorker() as worker:
+        worker.abandon(worker.submit(jobs))
+        ticket = worker.submit(jobs)
+        assert ticket.in_worker
+        assert worker.collect(ticket) == parse_worker.parse_jobs(jobs)
+
+
+class Smuggled:
+    def __reduce__(self):
+        return (os.system, ("true",))
+
+
+def test_answers_may_hold_plain_values_only():
+    plain = parse_worker.to_plain(parse_worker.parse_jobs(corpus_jobs()[:1])[0])
+    assert parse_worker._AnswerLoader(io.BytesIO(pickle.dumps([plain]))).load() == [plain]
+    with pytest.raises(pickle.UnpicklingError):
+        parse_worker._AnswerLoader(io.BytesIO(pickle.dumps([Smuggled()]))).load()

@@ -1,0 +1,250 @@
+"""MIME parsing in a second process, so that a sync parses the next batch while the caller stores this one.
+
+Parsing is pure CPU and Python holds one core per process: in one process a
+first sync alternates between parsing a batch and storing it (in Odoo, the
+larger half). :class:`ParseWorker` hands a batch's raw messages to a child
+interpreter that runs :func:`.parse.parse_message` on them, and
+:func:`.sync.sync_folder` submits batch k+1 before it hands batch k over.
+
+The child is this file run as a script with the same Python: it imports the
+engine alone (never Odoo), reads requests on stdin and answers on stdout,
+each a length-prefixed pickle. Answers hold only plain values (str, bytes,
+numbers, tuples, lists, dicts, datetimes): the parent unpickles them with a
+loader that refuses any other class, then rebuilds the dataclasses.
+
+Whatever goes wrong with the child (it cannot start, dies on a message,
+answers garbage, takes longer than ``timeout``) costs only speed: the batch
+is parsed again in this process, as it would have been without a worker.
+"""
+
+import dataclasses
+import io
+import logging
+import os
+import pickle
+import select
+import struct
+import subprocess
+import sys
+import types
+
+if __name__ == "__main__" and not __package__:
+    # Run as the child: make the engine importable as a bare package (no Odoo), as __main__.py does.
+    _ENGINE_DIR = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [path for path in sys.path if os.path.abspath(path or os.curdir) != _ENGINE_DIR]
+    if "onpipeline_mail" not in sys.modules:
+        _package = types.ModuleType("onpipeline_mail")
+        _package.__path__ = [os.path.dirname(_ENGINE_DIR)]
+        sys.modules["onpipeline_mail"] = _package
+    import onpipeline_mail.engine  # noqa: E402, F401
+
+    __package__ = "onpipeline_mail.engine"
+
+from . import parse  # noqa: E402
+
+_logger = logging.getLogger(__name__)
+
+HEADER = struct.Struct("!Q")
+#: Batches smaller than this are parsed here: starting the child costs more.
+MIN_WORKER_BATCH = 8
+#: Seconds a batch may take in the child before it is parsed here instead.
+DEFAULT_TIMEOUT = 300
+#: Classes an answer may hold besides the builtins.
+_ANSWER_CLASSES = {("datetime", "datetime"), ("datetime", "timezone"), ("datetime", "timedelta"),
+                   ("builtins", "set"), ("builtins", "frozenset")}
+
+
+def parse_jobs(jobs):
+    """[ParsedMessage, or the error text of a parser that raised] for ``jobs``, in this process.
+
+    A job is a plain tuple (raw bytes, max_attachment_bytes, truncation_reason,
+    size): it crosses to the child, which knows the engine under another name.
+    """
+    results = []
+    for raw, max_attachment_bytes, truncation_reason, size in jobs:
+        try:
+            results.append(parse.parse_message(raw, max_attachment_bytes=max_attachment_bytes,
+                                               truncation_reason=truncation_reason, size=size))
+        except Exception as exc:  # parse_message is not meant to raise; the caller records it, never skips
+            results.append("Parsing failed: %s: %s" % (type(exc).__name__, exc))
+    return results
+
+
+def to_plain(parsed):
+    """A ParsedMessage as builtins only (attachments as dicts), to cross the process boundary."""
+    values = {field.name: getattr(parsed, field.name) for field in dataclasses.fields(parsed)}
+    values["attachments"] = [{field.name: getattr(attachment, field.name)
+                              for field in dataclasses.fields(attachment)} for attachment in parsed.attachments]
+    return values
+
+
+def from_plain(values):
+    values = dict(values)
+    values["attachments"] = tuple(parse.Attachment(**attachment) for attachment in values["attachments"])
+    return parse.ParsedMessage(**values)
+
+
+class _AnswerLoader(pickle.Unpickler):
+    def find_class(self, module, name):
+        if (module, name) in _ANSWER_CLASSES:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError("unexpected class %s.%s in a parse worker answer" % (module, name))
+
+
+def _write(stream, value):
+    payload = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(HEADER.pack(len(payload)))
+    stream.write(payload)
+    stream.flush()
+
+
+def _read_exactly(stream, size):
+    chunks, left = [], size
+    while left:
+        chunk = stream.read(left)
+        if not chunk:
+            raise EOFError("the parse worker closed its output")
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+class _Ticket:
+    """A submitted batch: its jobs, and whether the child has them."""
+
+    def __init__(self, jobs, in_worker):
+        self.jobs = jobs
+        self.in_worker = in_worker
+
+
+class ParseWorker:
+    """A child process that parses batches, one at a time; use as a context manager.
+
+    ``submit(jobs)`` gives the child a batch and returns at once; ``collect(ticket)``
+    waits for its results (ParsedMessage or error text per job, in order). Only
+    one batch is in the child at a time: collect a ticket before submitting the
+    next. Started at the first batch worth it, so a sync with nothing new starts
+    no process.
+    """
+
+    def __init__(self, timeout=DEFAULT_TIMEOUT, min_batch=MIN_WORKER_BATCH):
+        self.timeout = timeout
+        self.min_batch = min_batch
+        self._process = None
+        self._broken = False
+        self._busy = False
+        #: Batches the child parsed (the others were parsed here).
+        self.batches_parsed = 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def submit(self, jobs):
+        jobs = list(jobs)
+        if self._busy:
+            raise RuntimeError("collect the batch in the parse worker before submitting another")
+        if len(jobs) < self.min_batch or not self._ensure_started():
+            return _Ticket(jobs, in_worker=False)
+        try:
+            _write(self._process.stdin, jobs)
+        except (OSError, ValueError) as exc:
+            self._fail("could not send a batch", exc)
+            return _Ticket(jobs, in_worker=False)
+        self._busy = True
+        return _Ticket(jobs, in_worker=True)
+
+    def collect(self, ticket):
+        if ticket.in_worker:
+            self._busy = False
+            try:
+                answers = self._read_answer()
+                if len(answers) != len(ticket.jobs):
+                    raise ValueError("%d answers for %d messages" % (len(answers), len(ticket.jobs)))
+                results = [from_plain(answer) if isinstance(answer, dict) else str(answer) for answer in answers]
+                self.batches_parsed += 1
+                return results
+            except Exception as exc:  # any failure of the child: parse here, lose nothing
+                self._fail("failed on a batch of %d messages" % len(ticket.jobs), exc)
+        return parse_jobs(ticket.jobs)
+
+    def abandon(self, ticket):
+        """Drop a submitted batch whose results are no longer wanted (the run stopped)."""
+        if ticket.in_worker:
+            self._busy = False
+            self.close()  # the child is busy with it; a new one starts if needed
+
+    def close(self):
+        process, self._process = self._process, None
+        self._busy = False
+        if process is None:
+            return
+        try:
+            process.stdin.close()
+        except OSError:
+            pass
+        try:
+            process.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        process.stdout.close()
+
+    @property
+    def is_running(self):
+        return self._process is not None and self._process.poll() is None
+
+    def _ensure_started(self):
+        if self._broken:
+            return False
+        if self.is_running:
+            return True
+        try:
+            self._process = subprocess.Popen(
+                [sys.executable, os.path.abspath(__file__)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                close_fds=True, env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"))
+        except OSError as exc:
+            self._fail("could not start", exc)
+            return False
+        return True
+
+    def _read_answer(self):
+        stdout = self._process.stdout
+        ready, _write_ready, _errors = select.select([stdout], [], [], self.timeout)
+        if not ready:
+            raise TimeoutError("no answer within %s s" % self.timeout)
+        size, = HEADER.unpack(_read_exactly(stdout, HEADER.size))
+        return _AnswerLoader(io.BytesIO(_read_exactly(stdout, size))).load()
+
+    def _fail(self, what, exc):
+        # One failure and the worker is not used again in this run: each batch would pay for it.
+        _logger.warning("Parse worker %s (%s: %s); parsing in the sync process instead.", what,
+                        type(exc).__name__, exc)
+        self._broken = True
+        if self._process is not None:
+            self._process.kill()
+        self.close()
+
+
+def serve(stdin=None, stdout=None):
+    """The child's loop: a batch of jobs in, a list of plain answers out, until stdin closes."""
+    stdin = stdin or sys.stdin.buffer
+    stdout = stdout or sys.stdout.buffer
+    while True:
+        header = stdin.read(HEADER.size)
+        if len(header) < HEADER.size:
+            return
+        size, = HEADER.unpack(header)
+        jobs = pickle.loads(_read_exactly(stdin, size))
+        answers = [to_plain(result) if isinstance(result, parse.ParsedMessage) else result
+                   for result in parse_jobs(jobs)]
+        _write(stdout, answers)
+
+
+if __name__ == "__main__":
+    # Answers go to the real stdout only: anything printed by mistake would break the protocol.
+    _answers = sys.stdout.buffer
+    sys.stdout = sys.stderr
+    serve(sys.stdin.buffer, _answers)
