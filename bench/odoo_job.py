@@ -25,6 +25,7 @@ import contextlib
 import cProfile
 import functools
 import json
+import os
 import resource
 import sys
 import time
@@ -79,7 +80,8 @@ def count_links(env, links, mailbox_ids):
 def job_seed(env, args):
     params = env["ir.config_parameter"].sudo()
     params.set_param("onpipeline_mail.extra_ca_file", args["ca_file"])
-    for key, value in EMPTY_PARAMS.items():
+    # ONPIPELINE_BENCH_PARAMS='{"onpipeline_mail.parse_in_worker": "0"}' bench/run ...: compare settings.
+    for key, value in dict(EMPTY_PARAMS, **json.loads(os.environ.get("ONPIPELINE_BENCH_PARAMS") or "{}")).items():
         params.set_param(key, value)
     Partner = env["res.partner"]
     companies = {}
@@ -140,10 +142,10 @@ class CommandCounter:
                 yield client
                 counter.sessions.append(engine_sync.command_count(client) + 1)  # + LOGOUT
 
-        def _sync_folder(folder, client, commit, deadline):
+        def _sync_folder(folder, client, commit, deadline, **options):
             before = engine_sync.command_count(client)
             try:
-                return original_folder(folder, client, commit, deadline)
+                return original_folder(folder, client, commit, deadline, **options)
             finally:
                 counter.folders.append((folder.name, engine_sync.command_count(client) - before))
 
@@ -188,11 +190,14 @@ class PhaseTimer:
 
         from odoo.addons.onpipeline_mail.engine import fetch as engine_fetch
         from odoo.addons.onpipeline_mail.engine import parse as engine_parse
+        from odoo.addons.onpipeline_mail.engine import parse_worker
         from odoo.addons.onpipeline_mail.models import onpipeline_mail_message as message_module
         from odoo.addons.onpipeline_mail.models import onpipeline_mail_message_link as link_module
 
         targets = [
-            (engine_parse, "parse_message", "parse"), (engine_fetch, "fetch_messages", "fetch"),
+            # Parsing here, or waiting for the parse worker's results (its parsing overlaps storing).
+            (engine_parse, "parse_message", "parse"), (parse_worker.ParseWorker, "collect", "parse"),
+            (engine_fetch, "fetch_messages", "fetch"),
             (message_module.OnpipelineMailMessage, "_store_batch", "store"),
             (link_module.OnpipelineMailMessage, "_link", "link"),
             (link_module.OnpipelineMailMessage, "_post_history", "history"),
@@ -267,6 +272,8 @@ def job_sync(registry, args):
         "stored_total": count_after, "calls": calls, "pending": pending,
         "rss_before_mb": rss_before, "rss_after_mb": rss_after, "peak_rss_mb": peak,
         "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        # The parse worker (a child process) has its own memory.
+        "children_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
         "folder_commands": folder_commands, "session_commands": counter.sessions,
         "link_fields": links, "linked": linked, "errors": errors, "failures": failures,
         "phases": {phase: round(seconds, 3) for phase, seconds in phases.seconds.items()},
