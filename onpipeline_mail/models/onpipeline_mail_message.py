@@ -3,6 +3,7 @@ import datetime
 from odoo import _, api, fields, models
 
 from ..engine.parse import normalize_address
+from .fields import EmailHtml
 
 
 def _format_address(pair):
@@ -62,7 +63,7 @@ class OnpipelineMailMessage(models.Model):
     # event handlers and dangerous URLs never reach the browser.
     # Sanitized as Odoo sanitizes incoming mail (mail.message.body): style attributes are filtered,
     # not kept as they are (position:fixed overlays); the history entries reuse this HTML as it is.
-    body_html = fields.Html("Body", readonly=True, sanitize=True, sanitize_overridable=False, sanitize_style=True)
+    body_html = EmailHtml("Body", readonly=True, sanitize=True, sanitize_overridable=False, sanitize_style=True)
     body_text = fields.Text("Plain Text", readonly=True)
     size = fields.Integer(readonly=True)
     is_truncated = fields.Boolean("Attachments Left Out", readonly=True)

@@ -133,6 +133,11 @@ class TestMailboxSync(OnpipelineMailCase):
         for dangerous in ("<script", "onclick", "onerror", "alert(1)", "position:fixed"):
             self.assertNotIn(dangerous, message.body_html)
         self.assertIn('style="color:red"', message.body_html, "harmless styles kept, as in Odoo's incoming mail")
+        # The field reuses its last conversion (Odoo converts each value twice on create): never another value's.
+        body, incoming = self.Message._fields["body_html"], self.env["mail.message"]._fields["body"]
+        for value in (html, "<p>other</p>", html, html + "<p>x</p>", html):
+            self.assertEqual(body.convert_to_cache(value, self.Message),
+                             incoming.convert_to_cache(value, self.env["mail.message"]))
         self.assertEqual(message.attachment_ids.mapped("name"), ["quote.pdf"])
         self.assertEqual(message.attachment_ids.raw, b"%PDF-1.4 quote")
 
