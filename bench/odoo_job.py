@@ -171,6 +171,8 @@ class PhaseTimer:
 
     def __init__(self):
         self.seconds = collections.Counter()
+        #: Peak RSS of the parse worker processes (their own memory, beside the sync process's).
+        self.worker_peak_mb = 0.0
 
     def _wrap(self, phase, function):
         seconds = self.seconds
@@ -206,6 +208,15 @@ class PhaseTimer:
         originals = [(owner, name, getattr(owner, name)) for owner, name, _phase in targets]
         for owner, name, phase in targets:
             setattr(owner, name, self._wrap(phase, getattr(owner, name)))
+        originals.append((parse_worker.ParseWorker, "close", parse_worker.ParseWorker.close))
+        timer, close = self, parse_worker.ParseWorker.close
+
+        def close_and_measure(worker):
+            if worker.is_running:
+                timer.worker_peak_mb = max(timer.worker_peak_mb, memory(worker._process.pid)[0])
+            return close(worker)
+
+        parse_worker.ParseWorker.close = close_and_measure
         try:
             yield self
         finally:
@@ -272,8 +283,7 @@ def job_sync(registry, args):
         "stored_total": count_after, "calls": calls, "pending": pending,
         "rss_before_mb": rss_before, "rss_after_mb": rss_after, "peak_rss_mb": peak,
         "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        # The parse worker (a child process) has its own memory.
-        "children_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+        "worker_peak_rss_mb": phases.worker_peak_mb,
         "folder_commands": folder_commands, "session_commands": counter.sessions,
         "link_fields": links, "linked": linked, "errors": errors, "failures": failures,
         "phases": {phase: round(seconds, 3) for phase, seconds in phases.seconds.items()},

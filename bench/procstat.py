@@ -1,10 +1,10 @@
-"""Memory of the measuring process, read from /proc (both job scripts run it in their own process)."""
+"""Memory of the measuring process (or of its parse worker), read from /proc (both job scripts use it)."""
 
 
-def memory():
-    """VmHWM (peak) and VmRSS of this process, in MB."""
+def memory(pid="self"):
+    """VmHWM (peak) and VmRSS of this process (or of ``pid``), in MB."""
     values = {}
-    with open("/proc/self/status") as handle:
+    with open("/proc/%s/status" % pid) as handle:
         for line in handle:
             if line.startswith(("VmHWM:", "VmRSS:")):
                 key, value = line.split(":", 1)
