@@ -25,7 +25,7 @@ def corpus_jobs():
 
 def test_the_worker_parses_the_corpus_exactly_as_this_process():
     jobs = corpus_jobs()
-    with parse_worker.ParseWorker() as worker:
+    with parse_worker.ParseWorker(local_batches=0) as worker:
         ticket = worker.submit(jobs)
         assert ticket.in_worker and worker.is_running
         results = worker.collect(ticket)
@@ -36,18 +36,25 @@ def test_the_worker_parses_the_corpus_exactly_as_this_process():
     assert not worker.is_running, "closed with the context"
 
 
-def test_small_batches_start_no_process():
-    jobs = corpus_jobs()[:3]
-    with parse_worker.ParseWorker() as worker:
-        results = worker.collect(worker.submit(jobs))
+def test_small_batches_and_the_first_batch_start_no_process():
+    jobs = corpus_jobs()
+    with parse_worker.ParseWorker(local_batches=0) as worker:
+        results = worker.collect(worker.submit(jobs[:3]))
         assert not worker.is_running and worker.batches_parsed == 0
-    assert results == parse_worker.parse_jobs(jobs)
+    assert results == parse_worker.parse_jobs(jobs[:3])
+    # By default the first batch is parsed here: a one-batch sync has nothing to overlap.
+    with parse_worker.ParseWorker() as worker:
+        assert worker.collect(worker.submit(jobs)) == parse_worker.parse_jobs(jobs)
+        assert not worker.is_running
+        second = worker.submit(jobs)
+        assert second.in_worker and worker.collect(second) == parse_worker.parse_jobs(jobs)
+        assert worker.batches_parsed == 1
 
 
 @pytest.mark.parametrize("trouble", ["killed", "stopped"])
 def test_a_worker_that_dies_or_hangs_costs_speed_not_messages(trouble, caplog):
     jobs = corpus_jobs()
-    with parse_worker.ParseWorker(timeout=1) as worker:
+    with parse_worker.ParseWorker(timeout=1, local_batches=0) as worker:
         ticket = worker.submit(jobs)
         os.kill(worker._process.pid, signal.SIGKILL if trouble == "killed" else signal.SIGSTOP)
         with caplog.at_level(logging.WARNING):
@@ -62,7 +69,7 @@ def test_a_worker_that_dies_or_hangs_costs_speed_not_messages(trouble, caplog):
 
 def test_submitting_twice_without_collecting_is_refused():
     jobs = corpus_jobs()
-    with parse_worker.ParseWorker() as worker:
+    with parse_worker.ParseWorker(local_batches=0) as worker:
         worker.submit(jobs)
         with pytest.raises(RuntimeError):
             worker.submit(jobs)
@@ -70,7 +77,7 @@ def test_submitting_twice_without_collecting_is_refused():
 
 def test_an_abandoned_batch_leaves_the_worker_usable():
     jobs = corpus_jobs()
-    with parse_worker.ParseWorker() as worker:
+    with parse_worker.ParseWorker(local_batches=0) as worker:
         worker.abandon(worker.submit(jobs))
         ticket = worker.submit(jobs)
         assert ticket.in_worker

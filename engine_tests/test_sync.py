@@ -30,7 +30,7 @@ def parse_mode(request, monkeypatch):
         return
     if request.node.get_closest_marker("parse_here_only"):
         pytest.skip("patches the parser of this process")
-    with parse_worker.ParseWorker(min_batch=1) as worker:
+    with parse_worker.ParseWorker(min_batch=1, local_batches=0) as worker:
         monkeypatch.setattr(sync, "sync_folder", functools.partial(sync.sync_folder, parser=worker))
         yield worker
 

@@ -47,6 +47,9 @@ _logger = logging.getLogger(__name__)
 HEADER = struct.Struct("!Q")
 #: Batches smaller than this are parsed here: starting the child costs more.
 MIN_WORKER_BATCH = 8
+#: Batches parsed here before the child starts: a sync of one batch has nothing
+#: to overlap (there is no previous batch to store meanwhile), so it never pays for a process.
+LOCAL_BATCHES = 1
 #: Seconds a batch may take in the child before it is parsed here instead.
 DEFAULT_TIMEOUT = 300
 #: Classes an answer may hold besides the builtins.
@@ -123,13 +126,14 @@ class ParseWorker:
     ``submit(jobs)`` gives the child a batch and returns at once; ``collect(ticket)``
     waits for its results (ParsedMessage or error text per job, in order). Only
     one batch is in the child at a time: collect a ticket before submitting the
-    next. Started at the first batch worth it, so a sync with nothing new starts
-    no process.
+    next. Started at the second batch worth it (``local_batches``), so a sync
+    with nothing new, or with one batch of new mail, starts no process.
     """
 
-    def __init__(self, timeout=DEFAULT_TIMEOUT, min_batch=MIN_WORKER_BATCH):
+    def __init__(self, timeout=DEFAULT_TIMEOUT, min_batch=MIN_WORKER_BATCH, local_batches=LOCAL_BATCHES):
         self.timeout = timeout
         self.min_batch = min_batch
+        self.local_batches = local_batches
         self._process = None
         self._broken = False
         self._busy = False
@@ -146,7 +150,12 @@ class ParseWorker:
         jobs = list(jobs)
         if self._busy:
             raise RuntimeError("collect the batch in the parse worker before submitting another")
-        if len(jobs) < self.min_batch or not self._ensure_started():
+        if len(jobs) < self.min_batch:
+            return _Ticket(jobs, in_worker=False)
+        if self.local_batches > 0:
+            self.local_batches -= 1
+            return _Ticket(jobs, in_worker=False)
+        if not self._ensure_started():
             return _Ticket(jobs, in_worker=False)
         try:
             _write(self._process.stdin, jobs)

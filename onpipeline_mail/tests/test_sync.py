@@ -91,8 +91,9 @@ class TestMailboxSync(OnpipelineMailCase):
         self.assertEqual(len(messages.attachment_ids), 24)
         self.assertEqual(len(messages.location_ids), 24)
         self.assertIn("<p>Offer 7</p>", messages.filtered(lambda m: m.subject == "mail 07").body_html)
-        # 10 + 10 in the worker; the last 4 are too few to be worth it and are parsed here.
-        self.assertEqual([worker.batches_parsed for worker in workers], [2])
+        # Batches of 10, 10 and 4: the first is parsed here (nothing to overlap yet), the second in the
+        # worker while the first is stored, the last 4 here (too few to be worth sending).
+        self.assertEqual([worker.batches_parsed for worker in workers], [1])
         self.assertFalse(workers[0].is_running, "stopped with the session")
 
         self.env["ir.config_parameter"].sudo().set_param("onpipeline_mail.parse_in_worker", "0")
