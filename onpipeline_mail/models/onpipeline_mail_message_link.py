@@ -115,10 +115,12 @@ class OnpipelineMailbox(models.Model):
 
     def _sync(self, commit=None, deadline=None, manual=False):
         mailbox = self if self.sudo().is_sync_complete else self.with_context(onpipeline_defer_history=True)
-        result = super(OnpipelineMailbox, mailbox)._sync(commit=commit, deadline=deadline, manual=manual)
+        return super(OnpipelineMailbox, mailbox)._sync(commit=commit, deadline=deadline, manual=manual)
+
+    def _after_sync(self, commit):
+        super()._after_sync(commit)
         if self.sudo().is_sync_complete:
-            self._post_pending_history(commit or (lambda: None))
-        return result
+            self.with_context(onpipeline_defer_history=False)._post_pending_history(commit)
 
     def _post_pending_history(self, commit):
         """Once the mailbox has caught up, copy its linked mail into the history, oldest first."""

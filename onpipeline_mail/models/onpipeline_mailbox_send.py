@@ -207,12 +207,10 @@ class OnpipelineMailbox(models.Model):
                 break  # the server is still unreachable: try again at the next run
             self._store_sent_message(raw, result)
 
-    def _sync(self, commit=None, deadline=None, manual=False):
-        done = super()._sync(commit=commit, deadline=deadline, manual=manual)
-        if done:
-            self.sudo()._learn_from_double_copies()
+    def _after_sync(self, commit):
         # Only after a run that reached the server: a server that is down is not asked twice.
-        if done and self.sudo().sent_copy_ids:
+        super()._after_sync(commit)
+        self.sudo()._learn_from_double_copies()
+        if self.sudo().sent_copy_ids:
             self.sudo()._retry_sent_copies()
-            (commit or (lambda: None))()
-        return done
+            commit()

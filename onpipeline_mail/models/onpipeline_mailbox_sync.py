@@ -190,7 +190,13 @@ class OnpipelineMailbox(models.Model):
                 "sync_error_count": 0, "next_sync_date": False, "is_sync_complete": complete,
             })
             commit()
+            self._after_sync(commit)
             return True
+
+    def _after_sync(self, commit):
+        """Work that follows a sync that reached the server, still under the mailbox's lock: a second
+        cron worker that picks the mailbox up meanwhile must not do it again (twice the history
+        entries, twice the Sent copies, and a serialization failure that kills its whole run)."""
 
     def _parse_worker(self):
         """Where the sync parses mail: a second process that parses the next batch while this one

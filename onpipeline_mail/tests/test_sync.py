@@ -296,6 +296,37 @@ class TestMailboxSync(OnpipelineMailCase):
             other_cr.execute("SELECT pg_advisory_unlock(%s, %s)", (LOCK_NAMESPACE, self.mailbox.id))
         self.assertTrue(self.mailbox._sync())
 
+    def test_history_and_sent_copies_follow_the_sync_under_its_lock(self):
+        # A second cron worker that picks the mailbox up as soon as its folders are done must not
+        # post the same history entries or file the same Sent copies (a serialization failure
+        # killed its whole run when it did).
+        append(self.account, "INBOX", make_message("hello"))
+        free_during = []
+        mailbox_class = type(self.mailbox)
+        real_post, real_learn = mailbox_class._post_pending_history, mailbox_class._learn_from_double_copies
+
+        def lock_is_free():
+            with self.registry.cursor() as other_cr:
+                other_cr.execute("SELECT pg_try_advisory_lock(%s, %s)", (LOCK_NAMESPACE, self.mailbox.id))
+                free = other_cr.fetchone()[0]
+                if free:
+                    other_cr.execute("SELECT pg_advisory_unlock(%s, %s)", (LOCK_NAMESPACE, self.mailbox.id))
+                return free
+
+        def post(mailbox, commit):
+            free_during.append(("history", lock_is_free()))
+            return real_post(mailbox, commit)
+
+        def learn(mailbox):
+            free_during.append(("sent copies", lock_is_free()))
+            return real_learn(mailbox)
+
+        with patch.object(mailbox_class, "_post_pending_history", post), \
+                patch.object(mailbox_class, "_learn_from_double_copies", learn):
+            self.assertTrue(self.mailbox._sync())
+        self.assertEqual(sorted(free_during), [("history", False), ("sent copies", False)])
+        self.assertTrue(lock_is_free(), "released after the run")
+
     def test_cron_syncs_every_connected_mailbox(self):
         other = self.create_mailbox(self.new_account(), user=self.user_bob)
         append(self.account, "INBOX", make_message("for alice"))
