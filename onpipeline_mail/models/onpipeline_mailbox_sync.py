@@ -11,7 +11,10 @@ import contextlib
 import datetime
 import logging
 import os
+import resource
 import time
+
+import psycopg2.errors
 
 from odoo import _, api, fields, models
 from odoo.exceptions import UserError
@@ -34,6 +37,28 @@ CONNECT_BACKOFF = (datetime.timedelta(minutes=5), datetime.timedelta(minutes=15)
 SYNC_CRONS = ("onpipeline_mail.ir_cron_onpipeline_mail_sync", "onpipeline_mail.ir_cron_onpipeline_mail_sync_2")
 #: Namespace of the PostgreSQL advisory locks that keep two workers off one mailbox.
 LOCK_NAMESPACE = 0x6F6E70  # "onp"
+
+
+def cpu_seconds_left():
+    """CPU seconds this process may still use, or None without a limit.
+
+    Odoo's prefork cron workers get an RLIMIT_CPU of ``--limit-time-cpu`` (60 s by
+    default) per round of jobs, and die past it (SIGXCPU), up to 10 runs of a job
+    that reports remaining work included. The parse worker's CPU is its own.
+    """
+    soft, _hard = resource.getrlimit(resource.RLIMIT_CPU)
+    if soft == resource.RLIM_INFINITY:
+        return None
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return soft - (usage.ru_utime + usage.ru_stime)
+
+
+def run_budget(budget, cpu_left):
+    """Seconds a scheduled run may sync: the configured budget, ending well before a CPU limit
+    (the sync uses about one CPU second per second; a batch in progress is finished)."""
+    if cpu_left is None:
+        return budget
+    return max(min(budget, cpu_left * 0.7 - 5), 0)
 
 
 class SyncBusy(Exception):
@@ -79,7 +104,7 @@ class OnpipelineMailbox(models.Model):
         """Scheduled action: sync every connected mailbox within a time budget, committing per batch."""
         params = self.env["ir.config_parameter"].sudo()
         budget = int(params.get_param("onpipeline_mail.sync_time_budget", DEFAULT_TIME_BUDGET))
-        deadline = time.monotonic() + budget
+        deadline = time.monotonic() + run_budget(budget, cpu_seconds_left())
         mailboxes = self.sudo()._mailboxes_due()
         synced, busy = self.browse(), self.browse()
         for mailbox in mailboxes:
@@ -91,6 +116,12 @@ class OnpipelineMailbox(models.Model):
             except SyncBusy:
                 # Another worker (the second sync cron) has it: go on with the next one.
                 _logger.info("Mailbox %s is being synced by another worker: skipped", mailbox.id)
+                busy |= mailbox
+            except psycopg2.errors.TransactionRollbackError as exc:
+                # A concurrent update or a deadlock with another worker: what was committed stays, the rest
+                # is done at the next run; the other mailboxes of this run go on.
+                _logger.warning("Mailbox %s: sync stopped by a concurrent update (%s); retried next run",
+                                mailbox.id, exc.pgcode)
                 busy |= mailbox
             self.env.cr.commit()
         unvisited = mailboxes - synced - busy
@@ -156,6 +187,12 @@ class OnpipelineMailbox(models.Model):
             raise SyncBusy()
         try:
             yield
+        except Exception:
+            # A database error leaves the transaction unusable, so the unlock below would fail and the
+            # lock would stay with this pooled connection: roll back (the batches committed so far stay;
+            # a session lock survives a rollback) and unlock.
+            cr.rollback()
+            raise
         finally:
             cr.execute("SELECT pg_advisory_unlock(%s, %s)", (LOCK_NAMESPACE, self.id))
 

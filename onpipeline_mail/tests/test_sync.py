@@ -9,7 +9,7 @@ from odoo.tests import tagged
 from odoo.tools import mute_logger
 
 from ..engine.connection import imap_session
-from ..models.onpipeline_mailbox_sync import LOCK_NAMESPACE, SyncBusy
+from ..models.onpipeline_mailbox_sync import LOCK_NAMESPACE, SyncBusy, cpu_seconds_left, run_budget
 from .common import OnpipelineMailCase, append, make_message
 
 UTC = datetime.timezone.utc
@@ -341,6 +341,15 @@ class TestMailboxSync(OnpipelineMailCase):
             self.env["onpipeline.mailbox"]._cron_sync_mailboxes()
         self.assertEqual(self.messages().mapped("subject"), ["for alice"])
         self.assertEqual(self.Message.search([("mailbox_id", "=", other.id)]).mapped("subject"), ["for bob"])
+
+    def test_a_run_ends_well_before_the_cron_workers_cpu_limit(self):
+        # Odoo's prefork cron workers die past --limit-time-cpu (60 s by default) per round of jobs.
+        self.assertEqual(run_budget(240, None), 240, "no limit (threaded server, tests): the setting")
+        self.assertEqual(run_budget(240, 60), 37)
+        self.assertEqual(run_budget(20, 60), 20)
+        self.assertEqual(run_budget(240, 3), 0, "nothing left: this run syncs nothing, the next round does")
+        left = cpu_seconds_left()
+        self.assertTrue(left is None or left > 0)
 
     def test_sync_interval_setting_drives_the_crons(self):
         self.env["res.config.settings"].create({"onpipeline_mail_sync_interval": 15}).execute()
