@@ -30,7 +30,7 @@ import mailset  # noqa: E402
 from onpipeline_mail.engine.connection import ServerSettings, imap_session  # noqa: E402
 from onpipeline_mail.engine.testing.dovecot import Dovecot  # noqa: E402
 
-PARTS = ("raw", "engine", "nochange", "odoo", "new100", "fetchmail", "workers")
+PARTS = ("raw", "engine", "nochange", "odoo", "new100", "fetchmail", "workers", "cronserver")
 MB = 1024 * 1024
 
 
@@ -82,6 +82,7 @@ class Bench:
         self.template_ready = False
         self.db_counter = 0
         self.profiles = []
+        self.worker_accounts_filled = None
 
     # -- mail server ---------------------------------------------------------------------------
 
@@ -179,7 +180,7 @@ class Bench:
     def run(self):
         options = self.options
         parts = set(options.parts)
-        odoo_parts = parts & {"odoo", "new100", "fetchmail", "workers"}
+        odoo_parts = parts & {"odoo", "new100", "fetchmail", "workers", "cronserver"}
         if odoo_parts and not self.odoo:
             self.results["skipped"].append("Odoo parts (%s): %s" % (", ".join(sorted(odoo_parts)), self.odoo_missing))
             log("SKIPPED Odoo parts (%s): %s" % (", ".join(sorted(odoo_parts)), self.odoo_missing))
@@ -192,6 +193,8 @@ class Bench:
                 self.run_fetchmail()
             if "workers" in parts:
                 self.run_workers()
+            if "cronserver" in parts:
+                self.run_cronserver()
         finally:
             self.dovecot.stop()
 
@@ -294,17 +297,24 @@ class Bench:
                                                                      result["wall"]))
             self.drop_db(db)
 
-    def run_workers(self):
-        """20 mailboxes synced by one process, then by two at once (each calling the cron method)."""
+    def worker_accounts(self):
+        """The mailboxes of the workers and cronserver parts (N/20 messages each), filled once."""
         options = self.options
         count = options.workers_mailboxes
         per_mailbox = max(options.workers_n // count, 1)
-        accounts = []
-        for index in range(count):
-            settings = self.account("worker%02d@example.test" % (index + 1))
-            self.fill(settings, per_mailbox, seed="worker-%d" % index)
-            accounts.append(self.account_args(settings))
-        self.results["workers_mailboxes"] = {"mailboxes": count, "messages_each": per_mailbox}
+        if self.worker_accounts_filled is None:
+            accounts = []
+            for index in range(count):
+                settings = self.account("worker%02d@example.test" % (index + 1))
+                self.fill(settings, per_mailbox, seed="worker-%d" % index)
+                accounts.append(self.account_args(settings))
+            self.worker_accounts_filled = accounts
+            self.results["workers_mailboxes"] = {"mailboxes": count, "messages_each": per_mailbox}
+        return self.worker_accounts_filled, count, per_mailbox
+
+    def run_workers(self):
+        """20 mailboxes synced by one process, then by two at once (each calling the cron method)."""
+        accounts, count, per_mailbox = self.worker_accounts()
         for workers in (1, 2):
             db = self.fresh_db("workers%d" % workers)
             self.odoo_job("mailboxes", db, accounts=accounts)
@@ -330,6 +340,72 @@ class Bench:
                 workers, count, stored, wall, check["duplicate_keys"], check["duplicate_locations"]))
             self.drop_db(db)
 
+    def run_cronserver(self):
+        """The workers part's mailboxes synced by a real Odoo server (odoo-bin in prefork mode) through the
+        addon's two sync scheduled actions, with 1 then 2 cron worker processes, each on a fresh database."""
+        import cron_server  # noqa: PLC0415
+
+        accounts, count, per_mailbox = self.worker_accounts()
+        expected = per_mailbox * count
+        for cron_workers in (1, 2) * self.options.cronserver_repeat:
+            db = self.fresh_db("cronserver%d" % cron_workers)
+            self.odoo_job("mailboxes", db, accounts=accounts)
+            log_path = os.path.join(self.work, "odoo-cronserver-%d.log" % cron_workers)
+            conn, notify = cron_server.connect(self.odoo, db), cron_server.connect(self.odoo, "postgres")
+            cron_ids = cron_server.prepare(conn)
+            server = cron_server.OdooServer(self.odoo, self.odoo_args(db), db, cron_workers, cron_server.HTTP_WORKERS,
+                                            log_path, self.odoo_env(), limits=self.options.cronserver_limits)
+            try:
+                server.start()
+                startup = server.wait_ready(notify)
+                roots = {"odoo-bin": server.process.pid, "postgresql": cron_server.postmaster_pid(conn),
+                         "dovecot": self.dovecot.process.pid}
+                cron_pids = server.workers()[0]["WorkerCron"]
+                cpu_before = {pid: cron_server.process_cpu(pid) for pid in cron_pids}
+                trees_before = {name: cron_server.tree_cpu(pid) for name, pid in roots.items()}
+                busy_before, total_before = cpu_ticks()
+                t0 = cron_server.make_due(conn, notify, cron_ids, db)
+                t_data, t_idle, state = cron_server.wait_synced(conn, cron_ids, timeout=600 + expected / 5)
+                busy_after, total_after = cpu_ticks()
+                trees = {name: cron_server.tree_cpu(pid) - trees_before[name] for name, pid in roots.items()}
+                cron_pids = server.workers()[0]["WorkerCron"]  # with any started again after a limit killed one
+                cpu = {pid: cron_server.process_cpu(pid) for pid in cron_pids}  # None: gone (killed)
+                cpu = {pid: None if now is None else now - cpu_before.get(pid, 0.0) for pid, now in cpu.items()}
+                nice = {pid: cron_server.process_nice(pid) for pid in cron_pids}
+                history_duplicates = cron_server.history_duplicates(conn)
+            finally:
+                exit_code = server.stop()
+                conn.close()
+                notify.close()
+            jobs = [dict(job, start=job["start"] - t0, end=job["end"] and job["end"] - t0)
+                    for job in server.jobs() if job["cron_id"] in cron_ids]
+            problems, problem_lines = server.problems()
+            check = self.odoo_job("check", db)
+            stored = sum(number for _mailbox, number in check["per_mailbox"])
+            summary = {
+                "cron_workers": cron_workers, "wall": t_data - t0, "wall_idle": t_idle - t0, "startup_s": startup,
+                "first_job_s": min((job["start"] for job in jobs), default=None),
+                "messages": stored, "bytes": check["bytes"], "expected": expected,
+                "history_entries": state["history_entries"], "history_duplicates": history_duplicates,
+                "failed_jobs": sum(job["status"] == "failed" for job in jobs),
+                "duplicate_keys": check["duplicate_keys"], "duplicate_locations": check["duplicate_locations"],
+                "jobs": jobs, "overlap_s": cron_server.overlap(jobs, cron_ids),
+                "per_worker": [{"pid": pid, "cpu_s": cpu[pid], "nice": nice[pid],
+                                "jobs": sum(job["pid"] == pid for job in jobs)} for pid in cron_pids],
+                "machine_cpu_busy": (busy_after - busy_before) / max(total_after - total_before, 1),
+                "cpu_s": dict(trees, machine=(busy_after - busy_before) / os.sysconf("SC_CLK_TCK")),
+                "log_problems": problems, "log_problem_lines": problem_lines, "server_exit": exit_code,
+                "limits": self.options.cronserver_limits, "limit_hits": server.limit_hits(),
+                "command": " ".join(server.command[1:]),
+            }
+            self.record("cronserver", "cronserver%d" % cron_workers, summary)
+            log("Odoo server, %d cron worker(s), %d mailboxes: %d messages in %.1f s (idle after %.1f s, "
+                "start-up %.1f s), duplicates %d/%d, history duplicates %d, sync jobs %s, run at once for %.1f s" % (
+                    cron_workers, count, stored, summary["wall"], summary["wall_idle"], startup,
+                    check["duplicate_keys"], check["duplicate_locations"], history_duplicates,
+                    "; ".join(cron_server.describe(job) for job in jobs), summary["overlap_s"]))
+            self.drop_db(db)
+
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="bench/run", description=__doc__,
@@ -345,6 +421,11 @@ def main(argv=None):
     parser.add_argument("--workers-n", type=int, default=10000,
                         help="messages over all mailboxes of the workers part (default 10000)")
     parser.add_argument("--workers-mailboxes", type=int, default=20)
+    parser.add_argument("--cronserver-repeat", type=int, default=1,
+                        help="runs of the cronserver part with 1 and with 2 cron workers, alternated (default 1)")
+    parser.add_argument("--cronserver-limits", choices=("lifted", "odoo"), default="lifted",
+                        help="cronserver: Odoo's prefork time limits for the cron workers lifted (default), or "
+                             "left at Odoo's defaults (120 s real per round of jobs, 60 s CPU)")
     parser.add_argument("--profile", action="store_true",
                         help="also run the engine and the Odoo first sync once under cProfile (not timed); "
                              "writes .prof files and their top functions next to the results")

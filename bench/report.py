@@ -8,6 +8,8 @@ import os
 import statistics
 import sys
 
+from cron_server import describe
+
 MB = 1024 * 1024
 
 
@@ -59,6 +61,29 @@ def part_notes(part, runs, data):
         note, worst = commands_note(runs, "folder_commands" if part == "odoo_nochange" else "commands")
         data["worst_commands"] = worst
         notes.append(note)
+    if part.startswith("cronserver"):
+        notes.append("dup keys %d, dup locations %d, dup history entries %d, stored %d/%d" % (
+            last["duplicate_keys"], last["duplicate_locations"], last["history_duplicates"], last["messages"],
+            last["expected"]))
+        notes.append("sync action runs (s from due): %s; idle after %.1f s" % (
+            ", ".join(describe(job) for job in last["jobs"]), last["wall_idle"]))
+        cpu = last["cpu_s"]
+        notes.append("CPU s: cron workers %s (nice %s; with their parse processes), odoo-bin in all %.0f, "
+                     "PostgreSQL %.0f, Dovecot %.0f, "
+                     "others on the machine %.0f; machine CPU busy %.0f %%" % (
+                         " + ".join(fmt(worker["cpu_s"], "%.0f") for worker in last["per_worker"]),
+                         "/".join(fmt(worker["nice"], "%d") for worker in last["per_worker"]), cpu["odoo-bin"],
+                         cpu["postgresql"], cpu["dovecot"],
+                         cpu["machine"] - cpu["odoo-bin"] - cpu["postgresql"] - cpu["dovecot"],
+                         100 * last["machine_cpu_busy"]))
+        if last.get("limits") == "odoo":
+            notes.append("Odoo's default prefork limits")
+        if last.get("limit_hits"):
+            notes.append("workers stopped by a limit: %s" % "; ".join(
+                "pid %d: %s" % (pid, message) for pid, message in last["limit_hits"]))
+        failed = sum(run["failed_jobs"] for run in runs)
+        if failed:
+            notes.append("%d failed sync action runs over %d runs" % (failed, len(runs)))
     if part.startswith("workers"):
         notes.append("dup keys %d, dup locations %d, stored %d/%d" % (
             last["duplicate_keys"], last["duplicate_locations"], last["messages"], last["expected"]))
@@ -89,7 +114,8 @@ def render(results):
               ("engine_nochange", "engine: no-change sync"), ("odoo_first", "Odoo first sync (cron)"),
               ("odoo_nochange", "Odoo no-change sync (cron)"), ("odoo_new100", "Odoo sync of 100 new (cron)"),
               ("fetchmail", "Odoo fetchmail -> crm.lead"),
-              ("workers1", "mailboxes, 1 cron worker"), ("workers2", "mailboxes, 2 cron workers"))
+              ("workers1", "mailboxes, 1 cron worker"), ("workers2", "mailboxes, 2 cron workers"),
+              ("cronserver1", "Odoo server, 1 cron worker"), ("cronserver2", "Odoo server, 2 cron workers"))
     for n, parts in sorted(runs.items(), key=lambda item: (not item[0].isdigit(), item[0].zfill(9))):
         for part, label in labels:
             if part not in parts:
@@ -186,7 +212,26 @@ def targets(summary, results):
         duplicates = sum(run["duplicate_keys"] + run["duplicate_locations"] for part in runs.values() for run in part)
         out.append("  2 workers / 1 worker throughput: %.2fx (target >= 1.7x: %s); duplicates: %d (%s)" % (
             value, "MET" if value >= 1.7 else "MISSED", duplicates, "MET" if not duplicates else "MISSED"))
+    out += cronserver_target(summary, results)
     return out
+
+
+def cronserver_target(summary, results):
+    """The workers target measured through a real Odoo server's cron worker processes."""
+    one, two = summary.get(("cronserver", "cronserver1")), summary.get(("cronserver", "cronserver2"))
+    if not (one and two):
+        return []
+    value = ratio(two["rate"], one["rate"])
+    runs = results["runs"]["cronserver"]
+    duplicates = sum(run["duplicate_keys"] + run["duplicate_locations"] + run["history_duplicates"]
+                     for part in runs.values() for run in part)
+    failed = sum(run["failed_jobs"] for part in runs.values() for run in part)
+    last = runs["cronserver2"][-1]
+    pids = sorted({job["pid"] for job in last["jobs"]})
+    return ["  Odoo server, 2 cron workers / 1 cron worker throughput: %.2fx (target >= 1.7x: %s); duplicates: %d "
+            "(%s); the two sync actions ran at once for %.1f s in %d processes (%s); failed action runs: %d" % (
+                value, "MET" if value >= 1.7 else "MISSED", duplicates, "MET" if not duplicates else "MISSED",
+                last["overlap_s"], len(pids), ", ".join(map(str, pids)), failed)]
 
 
 def profile_text(title, path, limit=25):
