@@ -212,9 +212,10 @@ class Bench:
     def run_engine_parts(self, n, settings, parts):
         options = self.options
         for repeat in range(options.repeat):
-            for part in ("raw", "engine"):
-                if part in parts:
-                    result = self.engine_job(part, settings)
+            for part, job, extra in (("raw", "raw", {}), ("engine", "engine", {}),
+                                     ("engine_worker", "engine", {"worker": True})):
+                if part.split("_")[0] in parts:
+                    result = self.engine_job(job, settings, **extra)
                     self.record(n, part, result)
                     log("N=%d %s #%d: %d messages in %.2f s" % (n, part, repeat + 1, result["messages"],
                                                                 result["wall"]))

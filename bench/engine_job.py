@@ -10,6 +10,7 @@ an empty state (search, sizes, planned batches, fetch, parse), no Odoo.
 saved states and counts their IMAP commands per folder.
 """
 
+import contextlib
 import cProfile
 import json
 import os
@@ -27,7 +28,7 @@ if "onpipeline_mail" not in sys.modules:
     _package.__path__ = [ADDON_DIR]
     sys.modules["onpipeline_mail"] = _package
 
-from onpipeline_mail.engine import sync  # noqa: E402
+from onpipeline_mail.engine import parse_worker, sync  # noqa: E402
 from onpipeline_mail.engine.connection import ServerSettings, imap_session  # noqa: E402
 from onpipeline_mail.engine.window import window_start  # noqa: E402
 
@@ -60,12 +61,13 @@ def job_raw(args):
     return {"messages": count, "bytes": size, "wall": wall, "peak_rss_mb": peak}
 
 
-def _engine_sync(client, states, batch_size, window):
+def _engine_sync(client, states, batch_size, window, parser=None):
     count = size = 0
     commands = {}
     for folder in FOLDERS:
         before = sync.command_count(client)
-        for batch in sync.sync_folder(client, folder, states.get(folder), window, batch_size=batch_size):
+        for batch in sync.sync_folder(client, folder, states.get(folder), window, batch_size=batch_size,
+                                      parser=parser):
             count += len(batch.messages)
             size += sum(message.meta.size for message in batch.messages)
             states[folder] = batch.state
@@ -79,8 +81,10 @@ def job_engine(args):
     if profiler:
         profiler.enable()
     started = time.perf_counter()
-    with imap_session(settings_from(args)) as client:
-        count, size, _commands = _engine_sync(client, {}, args.get("batch", 200), window)
+    # worker: batch k+1 parsed in a parse worker process while batch k is fetched and handed over.
+    parser = parse_worker.ParseWorker() if args.get("worker") else contextlib.nullcontext()
+    with imap_session(settings_from(args)) as client, parser as parser:
+        count, size, _commands = _engine_sync(client, {}, args.get("batch", 200), window, parser)
     wall = time.perf_counter() - started
     if profiler:
         profiler.disable()

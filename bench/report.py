@@ -111,6 +111,7 @@ def render(results):
     lines += ["", header, "-" * len(header)]
     summary = {}
     labels = (("raw", "raw download (imapclient)"), ("engine", "engine: fetch + parse"),
+              ("engine_worker", "engine: + parse worker"),
               ("engine_nochange", "engine: no-change sync"), ("odoo_first", "Odoo first sync (cron)"),
               ("odoo_nochange", "Odoo no-change sync (cron)"), ("odoo_new100", "Odoo sync of 100 new (cron)"),
               ("fetchmail", "Odoo fetchmail -> crm.lead"),
@@ -164,6 +165,10 @@ def size_targets(summary, n, fetchmail):
     raw, engine, first = (summary.get((n, part)) for part in ("raw", "engine", "odoo_first"))
     if raw and engine:
         out.append("  N=%s engine / raw download rate: %.0f %%" % (n, 100 * ratio(engine["rate"], raw["rate"])))
+    engine_worker = summary.get((n, "engine_worker"))
+    if raw and engine_worker:
+        out.append("  N=%s engine with a parse worker / raw download rate: %.0f %%" % (
+            n, 100 * ratio(engine_worker["rate"], raw["rate"])))
     if raw and first:
         value = ratio(first["rate"], raw["rate"])
         out.append("  N=%s Odoo first sync / raw download rate: %.1f %%  (target >= 25 %%: %s)" % (
