@@ -47,16 +47,25 @@ def commands_note(runs, key):
                                              for folder, values in sorted(per_folder.items())), worst
 
 
+def first_sync_notes(runs):
+    last = runs[-1]
+    linked = last.get("linked") or {}
+    notes = ["stored and linked (%s)" % ", ".join("%s: %d" % item for item in linked.items())
+             if last.get("link_fields") else "stored (no linking code present)",
+             "RSS before %.0f MB" % median([run["rss_before_mb"] for run in runs])]
+    worker_peak = max(run.get("worker_peak_rss_mb") or 0 for run in runs)
+    if worker_peak:
+        notes.append("parse worker process peak RSS %.0f MB" % worker_peak)
+    if last.get("failures"):
+        notes.append("%d failures recorded" % last["failures"])
+    return notes
+
+
 def part_notes(part, runs, data):
     notes = []
     last = runs[-1]
     if part == "odoo_first":
-        linked = last.get("linked") or {}
-        notes.append("stored and linked (%s)" % ", ".join("%s: %d" % item for item in linked.items())
-                     if last.get("link_fields") else "stored (no linking code present)")
-        notes.append("RSS before %.0f MB" % median([run["rss_before_mb"] for run in runs]))
-        if last.get("failures"):
-            notes.append("%d failures recorded" % last["failures"])
+        notes += first_sync_notes(runs)
     if part in ("odoo_nochange", "engine_nochange"):
         note, worst = commands_note(runs, "folder_commands" if part == "odoo_nochange" else "commands")
         data["worst_commands"] = worst
