@@ -374,7 +374,17 @@ def build_parser():
     sub.add_argument("--layout", choices=("gmail", "plain", "exchange"), default="gmail",
                      help="folder layout of the demo account (default gmail)")
     sub.set_defaults(func=cmd_demo)
+
+    sub = add_command("parse-worker", "(used by the sync) parse the batches sent on stdin, answer on stdout")
+    sub.set_defaults(func=cmd_parse_worker)
     return parser
+
+
+def cmd_parse_worker(_args):
+    from .parse_worker import serve_stdio
+
+    serve_stdio()
+    return EXIT_OK
 
 
 def main(argv=None):

@@ -6,9 +6,9 @@ larger half). :class:`ParseWorker` hands a batch's raw messages to a child
 interpreter that runs :func:`.parse.parse_message` on them, and
 :func:`.sync.sync_folder` submits batch k+1 before it hands batch k over.
 
-The child is this file run as a script with the same Python: it imports the
-engine alone (never Odoo), reads requests on stdin and answers on stdout,
-each a length-prefixed pickle. Answers hold only plain values (str, bytes,
+The child is the engine's command line (``__main__.py parse-worker``) run
+with the same Python: it imports the engine alone (never Odoo), reads
+requests on stdin and answers on stdout, each a length-prefixed pickle. Answers hold only plain values (str, bytes,
 numbers, tuples, lists, dicts, datetimes): the parent unpickles them with a
 loader that refuses any other class, then rebuilds the dataclasses.
 
@@ -26,23 +26,13 @@ import select
 import struct
 import subprocess
 import sys
-import types
 
-if __name__ == "__main__" and not __package__:
-    # Run as the child: make the engine importable as a bare package (no Odoo), as __main__.py does.
-    _ENGINE_DIR = os.path.dirname(os.path.abspath(__file__))
-    sys.path[:] = [path for path in sys.path if os.path.abspath(path or os.curdir) != _ENGINE_DIR]
-    if "onpipeline_mail" not in sys.modules:
-        _package = types.ModuleType("onpipeline_mail")
-        _package.__path__ = [os.path.dirname(_ENGINE_DIR)]
-        sys.modules["onpipeline_mail"] = _package
-    import onpipeline_mail.engine  # noqa: E402, F401
-
-    __package__ = "onpipeline_mail.engine"
-
-from . import parse  # noqa: E402
+from . import parse
 
 _logger = logging.getLogger(__name__)
+
+#: The engine's command line, run as a file: it imports the engine alone, never Odoo.
+CHILD_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "__main__.py")
 
 HEADER = struct.Struct("!Q")
 #: Batches smaller than this are parsed here: starting the child costs more.
@@ -212,7 +202,7 @@ class ParseWorker:
             return True
         try:
             self._process = subprocess.Popen(
-                [sys.executable, os.path.abspath(__file__)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                [sys.executable, CHILD_SCRIPT, "parse-worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                 close_fds=True, env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"))
         except OSError as exc:
             self._fail("could not start", exc)
@@ -252,8 +242,9 @@ def serve(stdin=None, stdout=None):
         _write(stdout, answers)
 
 
-if __name__ == "__main__":
+def serve_stdio():
+    """The child's entry point (``python engine/__main__.py parse-worker``), on the process's stdin and stdout."""
     # Answers go to the real stdout only: anything printed by mistake would break the protocol.
-    _answers = sys.stdout.buffer
+    answers = sys.stdout.buffer
     sys.stdout = sys.stderr
-    serve(sys.stdin.buffer, _answers)
+    serve(sys.stdin.buffer, answers)
