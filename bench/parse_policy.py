@@ -30,7 +30,6 @@ import argparse
 import dataclasses
 import glob
 import os
-import random
 import subprocess
 import sys
 import time
@@ -51,9 +50,7 @@ from onpipeline_mail.engine.testing import mailgen  # noqa: E402
 
 PARSE_PATH = "onpipeline_mail/engine/parse.py"
 #: Pieces inserted by the mutations: MIME syntax that breaks parsers.
-MUTATION_PIECES = (b"=?", b"?=", b"\r\n", b"--", b"=?utf-8?q?", b"=?x?b?", b"<", b">", b"\x00", b"\xff", b"\r\n--a\r\n",
-                   b'Content-Type: multipart/mixed; boundary="a"\r\n', b'charset="rot13"', b"filename*=", b"\xc3\xa9",
-                   b'; name="', b"(comment)", b"; boundary=", b"\r\n\r\n")
+MUTATION_PIECES = mailgen.MUTATION_PIECES + (b"\xc3\xa9", b'; name="', b"(comment)", b"; boundary=", b"\r\n\r\n")
 
 
 def load_revision(revision):
@@ -72,21 +69,7 @@ def corpus():
 
 
 def mutations(messages, count, seed=2026):
-    rng = random.Random(seed)
-    out = []
-    for _ in range(count):
-        raw = bytearray(rng.choice(messages))
-        for _ in range(rng.randint(1, 20)):
-            position = rng.randrange(len(raw) + 1)
-            choice = rng.random()
-            if choice < 0.4 and raw:
-                raw[min(position, len(raw) - 1)] = rng.randrange(256)
-            elif choice < 0.7:
-                raw[position:position] = rng.choice(MUTATION_PIECES)
-            else:
-                del raw[position:position + rng.randint(1, 50)]
-        out.append(bytes(raw))
-    return out
+    return mailgen.mutated(messages, count, seed, MUTATION_PIECES)
 
 
 def comparable(parsed):

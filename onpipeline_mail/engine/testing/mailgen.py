@@ -209,3 +209,28 @@ def append_messages(settings, folder, messages, flags=(), create=False):
             match = re.search(rb"APPENDUID \d+ (\d+)", response or b"")
             uids.append(int(match.group(1)) if match else None)
     return uids
+
+
+#: Pieces a mutation inserts: MIME syntax that breaks parsers.
+MUTATION_PIECES = (b"=?", b"?=", b"\r\n", b"--", b"=?utf-8?q?", b"=?x?b?", b"<", b">", b"\x00", b"\xff", b"\r\n--a\r\n",
+                   b'Content-Type: multipart/mixed; boundary="a"\r\n', b'charset="rot13"', b"filename*=")
+
+
+def mutated(messages, count, seed=2026, pieces=MUTATION_PIECES):
+    """``count`` raw messages drawn from ``messages``, each with 1-20 random bytes changed, ``pieces``
+    inserted or runs cut: deterministic fuzzing of the parser."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(count):
+        raw = bytearray(rng.choice(messages))
+        for _ in range(rng.randint(1, 20)):
+            position = rng.randrange(len(raw) + 1)
+            choice = rng.random()
+            if choice < 0.4 and raw:
+                raw[min(position, len(raw) - 1)] = rng.randrange(256)
+            elif choice < 0.7:
+                raw[position:position] = rng.choice(pieces)
+            else:
+                del raw[position:position + rng.randint(1, 50)]
+        out.append(bytes(raw))
+    return out
