@@ -27,6 +27,8 @@ DEFAULT_IGNORED = ("noreply@ no-reply@ no_reply@ donotreply@ do-not-reply@ do_no
 #: Mail not linked yet (synced before linking existed) linked per scheduled run: batches of this size.
 PENDING_BATCH_SIZE = 200
 PENDING_BATCHES = 5
+#: Links whose history entry is still to be made (SQL condition on ``link``; a partial index follows it).
+PENDING_HISTORY = "link.mail_message_id IS NULL AND link.active IS TRUE AND link.is_candidate IS NOT TRUE"
 #: Addresses looked up per query when contacts or deals get addresses (imports create many at once).
 LATE_CHUNK = 100
 FREE_MAIL_FILE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "free_mail_domains.txt")
@@ -123,17 +125,27 @@ class OnpipelineMailbox(models.Model):
             self.with_context(onpipeline_defer_history=False)._post_pending_history(commit)
 
     def _post_pending_history(self, commit):
-        """Once the mailbox has caught up, copy its linked mail into the history, oldest first."""
-        Link = self.env["onpipeline.mail.link"].sudo()
+        """Once the mailbox has caught up, copy its linked mail into the history, oldest first.
+
+        Ordered by SQL and read a chunk at a time: sorting the links as records loaded every
+        email of a first sync (bodies included) at once, +270 MB at 50,000 emails. The query
+        uses a partial index of the pending links, so a sync with nothing new pays nothing.
+        """
         if not self.sudo()._shares_linked_mail():
             return
-        pending = Link.search([("mailbox_id", "=", self.id), ("active", "=", True), ("is_candidate", "=", False),
-                               ("mail_message_id", "=", False)])
-        pending = pending.sorted(lambda link: (link.message_id.date, link.message_id.id, link.id))
+        Link = self.env["onpipeline.mail.link"].sudo()
+        Link.flush_model()
+        self.env.cr.execute(SQL(
+            """SELECT link.id FROM onpipeline_mail_link link
+                 JOIN onpipeline_mail_message message ON message.id = link.message_id
+                WHERE link.mailbox_id = %s AND %s
+                ORDER BY message.date, message.id, link.id""", self.id, SQL(PENDING_HISTORY)))
+        pending = [link_id for link_id, in self.env.cr.fetchall()]
         for start in range(0, len(pending), PENDING_BATCH_SIZE):
-            chunk = pending[start:start + PENDING_BATCH_SIZE]
+            chunk = Link.browse(pending[start:start + PENDING_BATCH_SIZE])
             chunk.message_id._post_history(chunk)
             commit()
+            self.env.invalidate_all()  # memory stays that of one chunk
 
     def _shares_linked_mail(self):
         self.ensure_one()
