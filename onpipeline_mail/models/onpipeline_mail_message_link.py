@@ -193,6 +193,14 @@ class OnpipelineMailMessage(models.Model):
     is_shared_through_link = fields.Boolean(compute="_compute_is_shared_through_link",
                                             search="_search_is_shared_through_link")
 
+    def init(self):
+        super().init()
+        # Every scheduled run looks for mail not linked yet (synced before linking existed, or whose
+        # linking failed), oldest first: none, usually, among all synced mail. Without this index that
+        # was a scan of the whole table, the one cost of a sync with nothing new that grew with the mailbox.
+        tools.create_index(self.env.cr, "onpipeline_mail_message_link_pending_index", self._table, ["date", "id"],
+                           where="link_date IS NULL")
+
     # ------------------------------------------------------------------
     # Fields
     # ------------------------------------------------------------------
