@@ -13,20 +13,11 @@ saved states and counts their IMAP commands per folder.
 import contextlib
 import cProfile
 import json
-import os
 import sys
 import time
-import types
 
+import bare_engine  # noqa: E402, F401  (bench/ is the script's folder; before any onpipeline_mail import)
 from procstat import memory  # noqa: E402  (bench/ is the script's folder)
-
-BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
-ADDON_DIR = os.path.join(os.path.dirname(BENCH_DIR), "onpipeline_mail")
-if "onpipeline_mail" not in sys.modules:
-    # The addon's __init__ imports Odoo: register the folder as a bare package (see engine_tests/conftest.py).
-    _package = types.ModuleType("onpipeline_mail")
-    _package.__path__ = [ADDON_DIR]
-    sys.modules["onpipeline_mail"] = _package
 
 from onpipeline_mail.engine import parse_worker, sync  # noqa: E402
 from onpipeline_mail.engine.connection import ServerSettings, imap_session  # noqa: E402

@@ -35,15 +35,11 @@ import sys
 import time
 import types
 
-BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(BENCH_DIR)
-if "onpipeline_mail" not in sys.modules:
-    _package = types.ModuleType("onpipeline_mail")
-    _package.__path__ = [os.path.join(REPO, "onpipeline_mail")]
-    sys.modules["onpipeline_mail"] = _package
-sys.path.insert(0, BENCH_DIR)
-
+import bare_engine  # noqa: E402  (bench/ is the script's folder; before any onpipeline_mail import)
 import mailset  # noqa: E402
+
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+REPO = bare_engine.REPO
 
 from onpipeline_mail.engine import parse  # noqa: E402
 from onpipeline_mail.engine.testing import mailgen  # noqa: E402

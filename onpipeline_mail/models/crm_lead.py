@@ -1,4 +1,4 @@
-from odoo import api, models
+from odoo import models
 
 #: Writing one of these may give a deal new addresses or make it an opportunity; not the stage, which
 #: changes often (kanban) and never adds an address.
@@ -11,12 +11,6 @@ class CrmLead(models.Model):
 
     def _onpipeline_mail_domain(self):
         return [("link_ids", "any", [("is_candidate", "=", False), ("lead_id", "in", self.ids)])]
-
-    @api.model_create_multi
-    def create(self, vals_list):
-        leads = super().create(vals_list)
-        leads._onpipeline_link_late()
-        return leads
 
     def write(self, vals):
         result = super().write(vals)

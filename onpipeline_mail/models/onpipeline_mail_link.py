@@ -10,6 +10,11 @@ REASONS = [
 ]
 
 
+#: Links whose history entry is still to be made, as SQL on this table: the query of
+#: ``_post_pending_history`` and the partial index that serves it share it, so they cannot drift apart.
+PENDING_HISTORY = "mail_message_id IS NULL AND active IS TRUE AND is_candidate IS NOT TRUE"
+
+
 class OnpipelineMailLink(models.Model):
     """Why a synced email belongs to a contact or a deal.
 
@@ -47,7 +52,7 @@ class OnpipelineMailLink(models.Model):
         # Every sync of a mailbox looks for links still without a history entry: a handful at most,
         # among all of the mailbox's links. This index holds only them.
         tools.create_index(self.env.cr, "onpipeline_mail_link_pending_history_index", self._table, ["mailbox_id"],
-                           where="mail_message_id IS NULL AND active IS TRUE AND is_candidate IS NOT TRUE")
+                           where=PENDING_HISTORY)
 
     def _compute_is_readable(self):
         readable = self.search([("id", "in", self.ids), ("is_readable", "=", True)])

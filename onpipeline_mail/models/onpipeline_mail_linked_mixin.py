@@ -13,6 +13,16 @@ class OnpipelineMailLinkedMixin(models.AbstractModel):
         """Domain on onpipeline.mail.message of the emails linked to these records."""
         raise NotImplementedError
 
+    def _onpipeline_link_late(self):
+        """Link the mail synced before these records existed or had their addresses (late linking)."""
+        raise NotImplementedError
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        records = super().create(vals_list)
+        records._onpipeline_link_late()
+        return records
+
     @api.depends_context("uid")
     def _compute_onpipeline_mail_count(self):
         Message = self.env["onpipeline.mail.message"]

@@ -20,6 +20,7 @@ from odoo.osv import expression
 from odoo.tools import SQL
 
 from ..engine.parse import normalize_address
+from .onpipeline_mail_link import PENDING_HISTORY
 
 #: Local parts (``name@``), domains and addresses never linked; a setting overrides it.
 DEFAULT_IGNORED = ("noreply@ no-reply@ no_reply@ donotreply@ do-not-reply@ do_not_reply@ mailer-daemon@ "
@@ -27,8 +28,6 @@ DEFAULT_IGNORED = ("noreply@ no-reply@ no_reply@ donotreply@ do-not-reply@ do_no
 #: Mail not linked yet (synced before linking existed) linked per scheduled run: batches of this size.
 PENDING_BATCH_SIZE = 200
 PENDING_BATCHES = 5
-#: Links whose history entry is still to be made (SQL condition on ``link``; a partial index follows it).
-PENDING_HISTORY = "link.mail_message_id IS NULL AND link.active IS TRUE AND link.is_candidate IS NOT TRUE"
 #: Addresses looked up per query when contacts or deals get addresses (imports create many at once).
 LATE_CHUNK = 100
 FREE_MAIL_FILE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "free_mail_domains.txt")
@@ -136,9 +135,9 @@ class OnpipelineMailbox(models.Model):
         Link = self.env["onpipeline.mail.link"].sudo()
         Link.flush_model()
         self.env.cr.execute(SQL(
-            """SELECT link.id FROM onpipeline_mail_link link
+            """SELECT link.id
+                 FROM (SELECT id, message_id FROM onpipeline_mail_link WHERE mailbox_id = %s AND %s) link
                  JOIN onpipeline_mail_message message ON message.id = link.message_id
-                WHERE link.mailbox_id = %s AND %s
                 ORDER BY message.date, message.id, link.id""", self.id, SQL(PENDING_HISTORY)))
         pending = [link_id for link_id, in self.env.cr.fetchall()]
         for start in range(0, len(pending), PENDING_BATCH_SIZE):

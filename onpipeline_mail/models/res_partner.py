@@ -1,4 +1,4 @@
-from odoo import api, models
+from odoo import models
 
 
 class ResPartner(models.Model):
@@ -7,12 +7,6 @@ class ResPartner(models.Model):
 
     def _onpipeline_mail_domain(self):
         return [("link_ids", "any", [("is_candidate", "=", False), ("partner_id", "child_of", self.ids)])]
-
-    @api.model_create_multi
-    def create(self, vals_list):
-        partners = super().create(vals_list)
-        partners._onpipeline_link_late()
-        return partners
 
     def write(self, vals):
         result = super().write(vals)
