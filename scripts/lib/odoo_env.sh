@@ -4,7 +4,8 @@
 #   ensure_venv              REPO/.venv with requirements.txt, made with python3
 #   find_engine_python       a python with imapclient, aiosmtpd and pytest -> ENGINE_PYTHON
 #   odoo_locate              an Odoo 18 to test with -> ODOO_BIN ODOO_PYTHON ODOO_DIR ODOO_ADDONS
-#   odoo_ensure_addon_deps   the addon's own requirements in ODOO_PYTHON
+#   odoo_ensure_addon_deps   the addon's own requirements in ODOO_PYTHON, and what its tours need
+#                            (websocket-client in ODOO_PYTHON, Debian's chromium)
 #   pg_start / pg_stop       a private PostgreSQL cluster on 127.0.0.1 -> PG_PORT PG_BIN PG_DATA
 #   free_port                an unused TCP port on 127.0.0.1
 #
@@ -148,16 +149,19 @@ print("%d.%d" % tuple(r.version_info[:2]))' "$ODOO_DIR" 2>/dev/null); then
     return 0
 }
 
-# The addon's own Python dependencies (imapclient, aiosmtpd) in Odoo's python; installed if missing.
+# The addon's own Python dependencies (imapclient, aiosmtpd) in Odoo's python, and what Odoo's
+# HttpCase needs to run the addon's tours: websocket-client and a Chromium (Debian's chromium).
+# Installed if missing. Without a browser HttpCase skips the tours, so a missing one is an error.
 odoo_ensure_addon_deps() {
-    if has_python_deps "$ODOO_PYTHON" imapclient aiosmtpd; then
-        return 0
+    if ! has_python_deps "$ODOO_PYTHON" imapclient aiosmtpd websocket; then
+        log "odoo tier: pip install imapclient aiosmtpd websocket-client into $ODOO_PYTHON"
+        "$ODOO_PYTHON" -m pip install -q --disable-pip-version-check \
+            $(grep -Ei '^(imapclient|aiosmtpd)' "$ODOO_ENV_REPO/requirements.txt") websocket-client || return 1
     fi
-    log "odoo tier: pip install imapclient aiosmtpd into $ODOO_PYTHON"
-    "$ODOO_PYTHON" -m pip install -q --disable-pip-version-check \
-        $(grep -Ei '^(imapclient|aiosmtpd)' "$ODOO_ENV_REPO/requirements.txt")
+    if ! command -v chromium >/dev/null && ! command -v google-chrome >/dev/null; then
+        ensure_system_packages chromium || return 1
+    fi
 }
-
 # --- PostgreSQL ----------------------------------------------------------------------------
 
 # PG_BIN: $PG_BIN, else the newest /usr/lib/postgresql/N/bin (15 on Debian 12).
