@@ -22,9 +22,12 @@ class OnpipelineMailbox(models.Model):
     _name = "onpipeline.mailbox"
     _description = "Mailbox"
     _inherit = ["mail.thread", "mail.activity.mixin"]
-    _order = "mailbox_type, name, id"
+    _order = "mailbox_type, name, email, id"
+    _rec_names_search = ["name", "email"]
 
-    name = fields.Char(compute="_compute_name", store=True, readonly=False, required=True, precompute=True)
+    # Name and IMAP login are empty unless the user sets them: they then follow the email address
+    # (a derived copy would keep the old address when the email is corrected).
+    name = fields.Char(help="A label for this mailbox, e.g. \"Sales inbox\". Empty: the email address.")
     active = fields.Boolean(default=True)
     email = fields.Char(required=True, tracking=True)
     mailbox_type = fields.Selection(
@@ -44,8 +47,7 @@ class OnpipelineMailbox(models.Model):
     imap_port = fields.Integer("IMAP Port", compute="_compute_server_settings", store=True, readonly=False)
     imap_security = fields.Selection(
         SECURITY_SELECTION, "IMAP Security", compute="_compute_server_settings", store=True, readonly=False)
-    imap_login = fields.Char("IMAP Login", compute="_compute_imap_login", store=True, readonly=False,
-                             help="Usually the email address.")
+    imap_login = fields.Char("IMAP Login", help="Leave empty when it is the email address, as it usually is.")
     # Secrets are stored in fields nobody but the system can read; users type
     # them into the non-stored *_input fields, which always read back empty.
     imap_password = fields.Char(groups="base.group_system", copy=False)
@@ -65,8 +67,11 @@ class OnpipelineMailbox(models.Model):
     smtp_login = fields.Char("SMTP Login", help="Leave empty to use the IMAP login.")
     smtp_password = fields.Char(groups="base.group_system", copy=False)
     smtp_password_input = fields.Char(
-        "SMTP Password", compute="_compute_password_inputs", inverse="_inverse_smtp_password_input",
-        help="Leave empty to use the IMAP password.")
+        "SMTP Password", compute="_compute_password_inputs", inverse="_inverse_smtp_password_input")
+    smtp_uses_imap_password = fields.Boolean(
+        "Same Password as IMAP", default=True, compute="_compute_smtp_uses_imap_password",
+        inverse="_inverse_smtp_uses_imap_password",
+        help="Off: the SMTP server takes another password, typed below.")
     has_smtp_password = fields.Boolean(compute="_compute_has_passwords")
 
     # Connection state
@@ -108,11 +113,17 @@ class OnpipelineMailbox(models.Model):
     # Computes
     # ------------------------------------------------------------------
 
-    @api.depends("email")
-    def _compute_name(self):
+    @api.depends("name", "email", "mailbox_type", "team_id.name")
+    def _compute_display_name(self):
+        # Said where a user picks a mailbox (Send from): whose it is, not only its address.
         for mailbox in self:
-            if not mailbox.name:
-                mailbox.name = mailbox.email
+            label = mailbox.name or mailbox.email or _("New mailbox")
+            if mailbox.name and mailbox.email and mailbox.name != mailbox.email:
+                label = "%s <%s>" % (mailbox.name, mailbox.email)
+            if mailbox.mailbox_type == "team" and mailbox.team_id:
+                mailbox.display_name = _("%(mailbox)s (team %(team)s)", mailbox=label, team=mailbox.team_id.name)
+            else:
+                mailbox.display_name = _("%s (personal)", label)
 
     @api.depends("email")
     def _compute_provider_id(self):
@@ -139,12 +150,6 @@ class OnpipelineMailbox(models.Model):
                     "smtp_port": mailbox.smtp_port or 465, "smtp_security": mailbox.smtp_security or "ssl",
                 })
 
-    @api.depends("email")
-    def _compute_imap_login(self):
-        for mailbox in self:
-            if not mailbox.imap_login:
-                mailbox.imap_login = (mailbox.email or "").strip()
-
     def _compute_password_inputs(self):
         self.imap_password_input = False
         self.smtp_password_input = False
@@ -158,6 +163,15 @@ class OnpipelineMailbox(models.Model):
         for mailbox in self:
             if mailbox.smtp_password_input:
                 mailbox.sudo().smtp_password = mailbox.smtp_password_input
+
+    def _compute_smtp_uses_imap_password(self):
+        for mailbox, secrets in zip(self, self.sudo(), strict=True):
+            mailbox.smtp_uses_imap_password = not secrets.smtp_password
+
+    def _inverse_smtp_uses_imap_password(self):
+        for mailbox in self:
+            if mailbox.smtp_uses_imap_password:
+                mailbox.sudo().smtp_password = False
 
     def _compute_has_passwords(self):
         for mailbox, secrets in zip(self, self.sudo(), strict=True):
@@ -177,6 +191,9 @@ class OnpipelineMailbox(models.Model):
             mailbox.can_send = not reason
             mailbox.send_unavailable_reason = reason
 
+    # Depends on the fields it reads: the web client's onchange computes only fields with
+    # dependencies on a new record; without them a new mailbox came back read-only.
+    @api.depends("mailbox_type", "user_id", "team_id")
     @api.depends_context("uid")
     def _compute_can_manage(self):
         is_crm_admin = self.env.user.has_group("sales_team.group_sale_manager")
@@ -359,7 +376,21 @@ class OnpipelineMailbox(models.Model):
     def action_check_connection(self):
         self.check_access("write")
         self._check_imap_connection()
+        if len(self) == 1 and self.state == "connected":
+            return self._notify_and_reload(_(
+                "Connected to %(host)s. %(folders)s folders found, %(selected)s selected for sync.",
+                host=self.imap_host, folders=len(self.folder_ids), selected=self.selected_folder_count))
+        # An error is shown on the form itself, which reloads.
         return True
+
+    def _notify_and_reload(self, message, kind="success"):
+        """A notification, then the form reloads (as base's outgoing-server Test Connection)."""
+        return {
+            "type": "ir.actions.client",
+            "tag": "display_notification",
+            "params": {"message": message, "type": kind, "sticky": False,
+                       "next": {"type": "ir.actions.act_window_close"}},
+        }
 
     def action_refresh_folders(self):
         self.check_access("write")
@@ -367,6 +398,20 @@ class OnpipelineMailbox(models.Model):
         if any(mailbox.state == "error" for mailbox in self):
             raise UserError("\n".join(self.filtered(lambda m: m.state == "error").mapped("last_error")))
         return True
+
+    @api.model
+    def _action_open_my_mailbox(self):
+        """The user's personal mailbox form: theirs if they have one, else a new one to connect."""
+        mailbox = self.search([("mailbox_type", "=", "personal"), ("user_id", "=", self.env.uid)], limit=1)
+        return {
+            "type": "ir.actions.act_window",
+            "name": _("My Mailbox"),
+            "res_model": self._name,
+            "view_mode": "form",
+            "views": [(False, "form")],
+            "res_id": mailbox.id or False,
+            "context": {"default_mailbox_type": "personal"},
+        }
 
     def action_open_test_email(self):
         self.ensure_one()
@@ -386,8 +431,8 @@ class OnpipelineMailbox(models.Model):
         self.check_access("read")
         try:
             settings = self._smtp_settings()
-            message = smtp.build_test_message(
-                "%s <%s>" % (self.name, self.email) if self.name != self.email else self.email, email_to, self.name)
+            sender = "%s <%s>" % (self.name, self.email) if self.name and self.name != self.email else self.email
+            message = smtp.build_test_message(sender, email_to, self.name or "")
             smtp.send_message(settings, message, from_addr=self.email)
         except errors.MailSyncError as exc:
             self.sudo().write({"smtp_state": "error", "smtp_error": str(exc)})

@@ -5,3 +5,4 @@ from . import test_send_test_email
 from . import test_sync
 from . import test_linking
 from . import test_sending
+from . import test_mailbox_form

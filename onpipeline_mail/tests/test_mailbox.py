@@ -24,7 +24,7 @@ class TestMailboxPresets(OnpipelineMailCase):
                 self.assertEqual(
                     (mailbox.provider_id.name, mailbox.imap_host, mailbox.imap_port, mailbox.imap_security,
                      mailbox.smtp_host, mailbox.smtp_port, mailbox.smtp_security), expected)
-                self.assertEqual(mailbox.imap_login, address, "the login defaults to the address")
+                self.assertEqual(mailbox._imap_settings().username, address, "the login defaults to the address")
                 self.assertTrue(mailbox.provider_note)
 
     def test_every_preset_of_the_data_file_is_loaded(self):
