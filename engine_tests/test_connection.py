@@ -2,7 +2,10 @@
 
 import contextlib
 import dataclasses
+import datetime
+import os
 import socket
+import ssl
 import threading
 
 import pytest
@@ -43,6 +46,143 @@ def test_certificate_is_verified_by_default(mailbox):
 def test_self_signed_allowed_only_when_asked(mailbox):
     settings = dataclasses.replace(mailbox, ca_file="", verify_tls=False)
     assert "IMAP4REV1" in connection.check_imap(settings)
+
+
+# ---------------------------------------------------------------------------
+# A private certificate authority, given as PEM data (as the addon stores it)
+
+
+def read(path):
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
+def test_private_ca_as_pem_data_is_trusted(mailbox, dovecot):
+    settings = dataclasses.replace(mailbox, ca_file="", ca_data=read(dovecot.ca_file).decode())
+    assert "IMAP4REV1" in connection.check_imap(settings)
+    starttls = dataclasses.replace(settings, port=dovecot.port, security=connection.STARTTLS)
+    assert "IMAP4REV1" in connection.check_imap(starttls)
+
+
+def test_ca_data_is_not_in_repr(mailbox, dovecot):
+    settings = dataclasses.replace(mailbox, ca_data=read(dovecot.ca_file).decode())
+    assert "BEGIN CERTIFICATE" not in repr(settings)
+
+
+@pytest.mark.parametrize("ca_data", [
+    "not a certificate",
+    "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+])
+def test_unreadable_ca_data_is_a_config_error_naming_it(mailbox, ca_data):
+    # Not FileNotFoundError or ssl.SSLError escaping: the engine's error, which the mailbox shows.
+    settings = dataclasses.replace(mailbox, ca_file="", ca_data=ca_data)
+    with pytest.raises(errors.ConfigError) as caught:
+        connection.check_imap(settings)
+    assert caught.value.reason == "ca_unreadable"
+    message = str(caught.value)
+    assert "is not trusted" in message
+    assert "the trusted CA certificate in Settings cannot be read" in message
+    assert "Settings > CRM > Mailboxes" in message
+
+
+def test_unreadable_ca_does_not_stop_a_connection_that_does_not_need_it(mailbox, dovecot):
+    # A broken extra CA is left out: the authorities that remain still apply (here, the CA file).
+    settings = dataclasses.replace(mailbox, ca_data="not a certificate")
+    assert "IMAP4REV1" in connection.check_imap(settings)
+    insecure = dataclasses.replace(mailbox, ca_file="", ca_data="not a certificate", verify_tls=False)
+    assert "IMAP4REV1" in connection.check_imap(insecure)
+
+
+def test_missing_ca_file_is_a_config_error(mailbox, tmp_path):
+    settings = dataclasses.replace(mailbox, ca_file=str(tmp_path / "missing.pem"))
+    with pytest.raises(errors.ConfigError) as caught:
+        connection.check_imap(settings)
+    assert caught.value.reason == "ca_unreadable"
+    assert "missing.pem cannot be read" in str(caught.value)
+
+
+def test_a_valid_ca_that_does_not_sign_the_server_stays_tls_untrusted(mailbox, dovecot, tmp_path):
+    from onpipeline_mail.engine.testing.certs import make_test_certificates
+
+    other = make_test_certificates(str(tmp_path / "other"))
+    settings = dataclasses.replace(mailbox, ca_file="", ca_data=read(other["ca.pem"]).decode())
+    with pytest.raises(errors.TLSError) as caught:
+        connection.check_imap(settings)
+    assert caught.value.reason == "tls_untrusted"
+
+
+def test_read_ca_certificates_returns_subject_and_validity(dovecot):
+    bundle = connection.read_ca_certificates(read(dovecot.ca_file))
+    [certificate] = bundle.certificates
+    assert certificate.subject == "CN=onpipeline test CA"
+    assert certificate.name == "onpipeline test CA"
+    now = datetime.datetime.now(datetime.timezone.utc)
+    assert certificate.not_before <= now < certificate.not_after
+    assert bundle.pem == read(dovecot.ca_file).decode().replace("\r\n", "\n")
+    # What the addon stores loads as cadata.
+    ssl.create_default_context().load_verify_locations(cadata=bundle.pem)
+
+
+def test_read_ca_certificates_keeps_only_the_certificates(dovecot, tmp_path):
+    from onpipeline_mail.engine.testing.certs import make_test_certificates
+
+    other = make_test_certificates(str(tmp_path / "other"))
+    text = "Bag Attributes: junk\n" + read(dovecot.ca_file).decode() + "comment\n" + read(other["ca.pem"]).decode()
+    bundle = connection.read_ca_certificates(text)
+    assert len(bundle.certificates) == 2
+    assert bundle.pem.count("-----BEGIN CERTIFICATE-----") == 2
+    assert "junk" not in bundle.pem and "comment" not in bundle.pem
+
+
+def test_read_ca_certificates_accepts_one_der_certificate(dovecot):
+    der = ssl.PEM_cert_to_DER_cert(read(dovecot.ca_file).decode())
+    bundle = connection.read_ca_certificates(der)
+    assert bundle.certificates[0].name == "onpipeline test CA"
+    assert bundle.pem.startswith("-----BEGIN CERTIFICATE-----")
+
+
+def certs_dir(dovecot):
+    return os.path.dirname(dovecot.ca_file)
+
+
+@pytest.mark.parametrize("name, data, reason, words", [
+    ("empty", b"", "ca_not_pem", "empty"),
+    ("text", b"hello, I am not a certificate", "ca_not_pem", "not a PEM certificate"),
+    ("binary", bytes(range(256)), "ca_not_pem", "not a PEM certificate"),
+    ("damaged", b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", "ca_unreadable",
+     "cannot be read"),
+    ("private key", "ca.key", "ca_private_key", "private key"),
+    ("request", "server.csr", "ca_not_pem", "CERTIFICATE REQUEST"),
+    ("server certificate", "server.pem", "ca_not_ca", "not a certificate authority"),
+])
+def test_read_ca_certificates_says_what_is_wrong(dovecot, name, data, reason, words):
+    if isinstance(data, str):
+        data = read(os.path.join(certs_dir(dovecot), data))
+    with pytest.raises(errors.ConfigError) as caught:
+        connection.read_ca_certificates(data)
+    assert caught.value.reason == reason, name
+    assert words in str(caught.value)
+
+
+def test_certificate_and_private_key_together_are_refused(dovecot):
+    # A bundle of the CA and its key: the key must not end up stored in the database.
+    data = read(dovecot.ca_file) + read(os.path.join(certs_dir(dovecot), "ca.key"))
+    with pytest.raises(errors.ConfigError) as caught:
+        connection.read_ca_certificates(data)
+    assert caught.value.reason == "ca_private_key"
+
+
+def test_expired_or_not_yet_valid_ca_is_refused(dovecot):
+    certificate = connection.read_ca_certificates(read(dovecot.ca_file)).certificates[0]
+    later = certificate.not_after + datetime.timedelta(days=1)
+    with pytest.raises(errors.ConfigError) as caught:
+        connection.read_ca_certificates(read(dovecot.ca_file), now=later)
+    assert caught.value.reason == "ca_expired"
+    assert "expired on %s" % certificate.not_after.date().isoformat() in str(caught.value)
+    earlier = certificate.not_before - datetime.timedelta(days=1)
+    with pytest.raises(errors.ConfigError) as caught:
+        connection.read_ca_certificates(read(dovecot.ca_file), now=earlier)
+    assert caught.value.reason == "ca_not_yet_valid"
 
 
 def test_ssl_on_a_plain_port_is_a_tls_mismatch(mailbox, dovecot):

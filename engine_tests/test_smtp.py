@@ -44,6 +44,25 @@ def test_smtp_certificate_verified_by_default(smtp_settings):
                           smtp.build_test_message("sender@example.test", "a@example.test"))
 
 
+@pytest.mark.parametrize("security", [connection.SSL, connection.STARTTLS])
+def test_smtp_trusts_a_private_ca_given_as_pem_data(smtp_server, smtp_settings, security):
+    with open(smtp_server.ca_file) as handle:
+        ca_data = handle.read()
+    port = smtp_server.tls_port if security == connection.SSL else smtp_server.port
+    settings = dataclasses.replace(smtp_settings, ca_file="", ca_data=ca_data, port=port, security=security)
+    recipient = "ca-data-%s@example.test" % security
+    smtp.send_message(settings, smtp.build_test_message("sender@example.test", recipient))
+    assert smtp_server.messages_to(recipient)
+
+
+def test_smtp_with_an_unreadable_ca_names_it(smtp_settings):
+    settings = dataclasses.replace(smtp_settings, ca_file="", ca_data="-----BEGIN CERTIFICATE-----\nAAAA\n")
+    with pytest.raises(errors.ConfigError) as caught:
+        smtp.send_message(settings, smtp.build_test_message("sender@example.test", "a@example.test"))
+    assert caught.value.reason == "ca_unreadable"
+    assert "the trusted CA certificate in Settings cannot be read" in str(caught.value)
+
+
 def test_login_over_plain_text_is_refused_with_advice(smtp_server, smtp_settings):
     settings = dataclasses.replace(smtp_settings, port=smtp_server.port, security=connection.PLAIN)
     with pytest.raises(errors.ConfigError) as caught:

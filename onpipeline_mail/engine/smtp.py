@@ -6,7 +6,7 @@ import email.utils
 import smtplib
 
 from . import errors
-from .connection import SSL, STARTTLS, make_ssl_context
+from .connection import SSL, STARTTLS, extra_ca_error, make_ssl_context
 
 
 @contextlib.contextmanager
@@ -39,7 +39,8 @@ def smtp_session(settings):
     except errors.MailSyncError:
         raise
     except (OSError, smtplib.SMTPException) as exc:
-        raise errors.translate_smtp_error(exc, settings.host, settings.port, timeout) from exc
+        raise (extra_ca_error(exc, settings)
+               or errors.translate_smtp_error(exc, settings.host, settings.port, timeout)) from exc
     finally:
         if client is not None:
             with contextlib.suppress(OSError, smtplib.SMTPException):
