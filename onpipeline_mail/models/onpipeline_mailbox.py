@@ -267,10 +267,10 @@ class OnpipelineMailbox(models.Model):
     # Engine settings
     # ------------------------------------------------------------------
 
-    def _extra_ca_file(self):
-        # A company with a private certificate authority can trust it here
-        # instead of turning verification off.
-        return self.env["ir.config_parameter"].sudo().get_param("onpipeline_mail.extra_ca_file") or ""
+    def _extra_ca_data(self):
+        # A company with a private certificate authority trusts it (PEM uploaded in
+        # Settings > CRM > Mailboxes) instead of turning verification off.
+        return self.env["ir.config_parameter"].sudo().get_param("onpipeline_mail.extra_ca_pem") or ""
 
     def _imap_settings(self):
         self.ensure_one()
@@ -278,7 +278,7 @@ class OnpipelineMailbox(models.Model):
         return connection.ServerSettings(
             host=(self.imap_host or "").strip(), port=self.imap_port, security=self.imap_security or "ssl",
             username=(self.imap_login or self.email or "").strip(), password=secrets.imap_password or "",
-            verify_tls=not self.allow_self_signed, ca_file=self._extra_ca_file(),
+            verify_tls=not self.allow_self_signed, ca_data=self._extra_ca_data(),
             provider_note=self.provider_id.note or "",
         )
 
@@ -289,7 +289,7 @@ class OnpipelineMailbox(models.Model):
             host=(self.smtp_host or "").strip(), port=self.smtp_port, security=self.smtp_security or "ssl",
             username=(self.smtp_login or self.imap_login or self.email or "").strip(),
             password=secrets.smtp_password or secrets.imap_password or "",
-            verify_tls=not self.allow_self_signed, ca_file=self._extra_ca_file(),
+            verify_tls=not self.allow_self_signed, ca_data=self._extra_ca_data(),
             provider_note=self.provider_id.note or "",
         )
 

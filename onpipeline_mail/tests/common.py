@@ -7,6 +7,7 @@ import email.utils
 import itertools
 import os
 import tempfile
+from pathlib import Path
 
 from odoo.addons.mail.tests.common import MailCommon, mail_new_test_user
 
@@ -38,7 +39,8 @@ class OnpipelineMailCase(MailCommon):
         super().setUpClass()
         cls.dovecot, cls.smtp = mail_servers()
         # Trust the test CA the way a company trusts its private CA.
-        cls.env["ir.config_parameter"].sudo().set_param("onpipeline_mail.extra_ca_file", cls.dovecot.ca_file)
+        cls.env["ir.config_parameter"].sudo().set_param("onpipeline_mail.extra_ca_pem",
+                                                         Path(cls.dovecot.ca_file).read_text())
         cls.user_sales_admin = mail_new_test_user(
             cls.env, login="crm_admin", name="Carla Admin", email="carla@company.test",
             groups="base.group_user,sales_team.group_sale_manager")
