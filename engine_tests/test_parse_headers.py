@@ -1,5 +1,6 @@
 """parse.POLICY parses MIME as compat32 does but must read every header as email.policy.default does."""
 
+import datetime
 import email
 import email.policy
 import os
@@ -154,3 +155,140 @@ def test_long_header_values_are_not_cached():
     value = "text/plain; name=%s" % ("x" * parse.MAX_CACHED_HEADER)
     assert parse.read_header("Content-Type", value) == 'text/plain; name="%s"' % ("x" * parse.MAX_CACHED_HEADER)
     assert parse.read_header.cache_info().currsize == before
+
+
+# -- a header block with lines that are no headers ----------------------------------------------------------
+# email.feedparser ends the headers at such a line; Dovecot (test_envelope_agreement.py) and mail clients read
+# on to the empty line. parse_message reads what they read and records the skipped line as a defect.
+
+HEADERS = [b"From: Alice <alice@acme.example>", b"To: me@example.test", b"Subject: Quote",
+           b"Date: Tue, 24 Feb 2026 10:00:00 +0100", b"Message-ID: <quote.1@acme.example>"]
+
+
+def with_line(line, position, newline=b"\r\n"):
+    lines = HEADERS[:position] + [line] + HEADERS[position:]
+    return newline.join(lines) + newline + newline + b"Body.\r\n"
+
+
+def assert_headers_read(parsed):
+    assert parsed.subject == "Quote"
+    assert parsed.from_address == ("Alice", "alice@acme.example")
+    assert parsed.to == (("", "me@example.test"),)
+    assert parsed.message_id == "<quote.1@acme.example>"
+    assert parsed.message_id_key == "<quote.1@acme.example>"
+    assert parsed.date == datetime.datetime(2026, 2, 24, 9, tzinfo=datetime.timezone.utc)
+    assert parsed.body_text == "Body.\n"
+    assert "MissingHeaderBodySeparatorDefect" not in parsed.defects
+
+
+@pytest.mark.parametrize("line, position", [
+    (b"garbage without a colon", 0),  # first line
+    (b"garbage without a colon", 1),  # between From and Subject
+    (b"garbage without a colon", 4),  # before the last header
+    (b"\xff\xfe\xc3\xa9 8-bit garbage", 2),
+    (b"Caf\xc3\xa9: a name with 8-bit bytes", 1),
+    (b"Name With Spaces: x", 1),
+    (b"\x00\x01", 1),
+    (b"<html>", 3),
+], ids=["first", "between-from-and-subject", "before-last", "8-bit", "8-bit-name", "spaces-in-name", "control",
+        "markup"])
+def test_a_line_that_is_no_header_is_skipped_and_the_headers_after_it_read(line, position):
+    parsed = parse.parse_message(with_line(line, position))
+    assert_headers_read(parsed)
+    shown = repr(line)[2:-1]
+    assert "line in the header block that is no header skipped: '%s'" % shown in parsed.defects
+
+
+def test_a_line_that_is_no_header_is_skipped_with_lf_line_ends_too():
+    parsed = parse.parse_message(with_line(b"garbage", 1, newline=b"\n").replace(b"Body.\r\n", b"Body.\n"))
+    assert_headers_read(parsed)
+
+
+def test_inside_a_folded_header_the_line_ends_the_header_and_takes_its_continuations():
+    # Dovecot reads "Quote, part two" as the Subject; " part three" continues the line without a colon.
+    raw = with_line(b"garbage\r\n part three\r\n\tpart four", 3).replace(
+        b"Subject: Quote", b"Subject: Quote,\r\n part two")
+    parsed = parse.parse_message(raw)
+    assert parsed.subject == "Quote, part two"
+    assert parsed.message_id == "<quote.1@acme.example>" and parsed.date is not None
+    assert "line in the header block that is no header skipped (with 2 continuation line(s)): 'garbage'" \
+        in parsed.defects
+
+
+@pytest.mark.parametrize("line", [b"   ", b"\t", b" \t "], ids=["spaces", "tab", "mixed"])
+def test_a_line_of_only_spaces_or_tabs_continues_the_header_before_it(line):
+    # As Dovecot and the MIME parser read it (obsolete folding): no defect, the next headers are read.
+    parsed = parse.parse_message(with_line(line, 1))
+    assert_headers_read(parsed)
+    assert not any("skipped" in defect for defect in parsed.defects)
+
+
+def test_a_line_starting_with_a_colon_is_skipped():
+    parsed = parse.parse_message(with_line(b": no name", 2))
+    assert_headers_read(parsed)
+    assert "InvalidHeaderDefect: Missing header name." in parsed.defects
+
+
+@pytest.mark.parametrize("name", [b"Subject :", b"Subject\t:", b"Subject  \t :"])
+def test_space_before_the_colon_is_obsolete_syntax_still_read(name):
+    parsed = parse.parse_message(with_line(b"X-Spam: yes", 0).replace(b"Subject:", name))
+    assert_headers_read(parsed)
+    assert "space before the colon of header 'Subject' removed" in parsed.defects
+
+
+def test_from_with_space_before_the_colon_is_the_sender_not_an_mbox_line():
+    parsed = parse.parse_message(with_line(b"X-Spam: yes", 0).replace(b"From:", b"From :"))
+    assert_headers_read(parsed)
+
+
+def test_a_bare_cr_ends_the_line_as_for_dovecot():
+    # "Quote\rgarbage": Dovecot and the parser both break the line at the CR; the rest is a line without colon.
+    parsed = parse.parse_message(with_line(b"X-Spam: yes", 0).replace(b"Subject: Quote", b"Subject: Quote\rgarbage"))
+    assert_headers_read(parsed)
+
+
+def test_headers_without_an_empty_line_or_body_are_read_to_the_end():
+    parsed = parse.parse_message(b"\r\n".join(HEADERS[:1] + [b"garbage"] + HEADERS[1:]) + b"\r\n")
+    assert (parsed.subject, parsed.message_id, parsed.body_text) == ("Quote", "<quote.1@acme.example>", "")
+
+
+def test_with_no_header_after_it_the_line_starts_the_body_as_before():
+    # A body sent without the empty line: nothing to read after it, so nothing is dropped.
+    raw = b"\r\n".join(HEADERS) + b"\r\nHello Alice,\r\nhere is the quote.\r\n\r\nRegards\r\n"
+    parsed = parse.parse_message(raw)
+    assert parsed.subject == "Quote" and parsed.message_id == "<quote.1@acme.example>"
+    assert parsed.body_text == "Hello Alice,\nhere is the quote.\n\nRegards\n"
+    assert "MissingHeaderBodySeparatorDefect" in parsed.defects
+
+
+def test_the_body_and_mbox_from_lines_are_left_alone():
+    body = b"Body.\r\nFrom the desk of Alice\r\nno colon here\r\nKey: value\r\n\r\nmore\r\n"
+    raw = b"From alice@acme.example Tue Feb 24 09:00:00 2026\r\n" + with_line(b"X-Spam: yes", 0).replace(
+        b"Body.\r\n", body)
+    assert parse.repair_header_block(raw, []) is raw
+    parsed = parse.parse_message(raw)
+    assert parsed.subject == "Quote" and parsed.body_text == body.decode().replace("\r\n", "\n")
+    assert parsed.defects == ()
+
+
+def test_a_readable_header_block_is_not_copied():
+    for name in ("gmail_reply.eml", "huge_header.eml", "headers_only.eml", "bare_lf.eml", "nul_bytes.eml"):
+        raw = load(name)
+        defects = []
+        assert parse.repair_header_block(raw, defects) is raw and defects == [], name
+
+
+def test_spam_sample_reads_as_dovecot_reads_it():
+    parsed = parse.parse_message(load("header_line_without_colon.eml"))
+    assert parsed.subject == "Angebot für Sie"
+    assert parsed.from_address == ("Promo Müller", "deals@promo.example")
+    assert parsed.message_id == "<offer.77@promo.example>"
+    assert parsed.date == datetime.datetime(2026, 2, 24, 8, 11, 58, tzinfo=datetime.timezone.utc)
+    assert parsed.body_text == "Nur heute: 20 % Rabatt.\nFrom the team at promo.example"
+    assert parsed.body_html == "<p>Nur heute: 20 % Rabatt.</p>"
+    assert parsed.defects == (
+        "line in the header block that is no header skipped: 'This is a multi-part message in MIME format.'",
+        "line in the header block that is no header skipped (with 1 continuation line(s)): 'X-Mailer Bulk Sender 4.2'",
+        "line in the header block that is no header skipped: '\\xa0\\xa0'",
+        "space before the colon of header 'Subject' removed",
+    )

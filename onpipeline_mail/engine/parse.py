@@ -8,6 +8,12 @@ characters (PostgreSQL refuses them).
 
 The MIME parser runs with :class:`Compat32DefaultHeaders`: the speed of
 ``email.policy.compat32``, the header readings of ``email.policy.default``.
+Its header block ends at the first line that is not a header (``name:``),
+a continuation or an mbox ``From `` line; Dovecot's ENVELOPE and mail
+clients read on to the empty line. :func:`repair_header_block` makes the
+parser read what they read: such a line is skipped (with its continuation
+lines) when headers follow it, and ``Subject :`` (obsolete RFC 5322 syntax)
+becomes ``Subject:``; both are recorded in ``defects``.
 
 HTML is decoded to ``str`` but not sanitized: Odoo's ``html_sanitize``
 does that where the HTML is stored.
@@ -63,6 +69,17 @@ PLAIN_PARAMETER_RE = re.compile(
     r'[ \t]*(?:(%s)[ \t]*=[ \t]*(?:(%s)|"([ !#-\[\]-~]+)")[ \t]*)?(?:;|\Z)' % (TOKEN, TOKEN))
 #: Longer header values are not cached (hostile mail can have huge ones).
 MAX_CACHED_HEADER = 1000
+
+#: Header block lines, up to the first that ``email.feedparser`` takes for the end of the headers
+#: (``headerRE``: ``From ``, ``name:``, continuation), except ``From :``, which it skips and
+#: Dovecot reads as From.
+HEADER_LINES_RE = re.compile(rb"(?:(?:From (?![ \t]*:)|[\x21-\x39\x3b-\x7e]*:|[ \t])[^\r\n]*(?:\r\n?|\n))*")
+#: One line as the parser splits them (universal newlines), the last one possibly unterminated.
+LINE_RE = re.compile(rb"[^\r\n]*(?:\r\n?|\n)|[^\r\n]+\Z")
+#: A header line (``name:``); group 2: obsolete whitespace before the colon (RFC 5322 4.5.3).
+HEADER_NAME_RE = re.compile(rb"([\x21-\x39\x3b-\x7e]+)([ \t]*):")
+#: Lines the parser reads, apart from headers: continuations, mbox ``From `` lines, ``:value``.
+PARSER_LINE_RE = re.compile(rb"[ \t]|From (?![ \t]*:)|:")
 
 #: Labels that browsers and mail clients read as Windows-1252, and whose
 #: bytes are taken as UTF-8 when they are valid UTF-8.
@@ -712,6 +729,62 @@ def _message_defects(message):
     return out
 
 
+def repair_header_block(raw, defects):
+    """``raw`` with its header block readable by the MIME parser to its end, as Dovecot reads it.
+
+    ``email.feedparser`` ends the headers at the first line that is neither
+    a header nor a continuation (spam, broken mailers): Subject, From and
+    Message-ID after it are lost. Dovecot and mail clients read on to the
+    empty line, a line without a colon being a header of no use. Such a
+    line is dropped here, with its continuation lines (Dovecot folds them
+    into it), when a header follows it before the empty line (or the end);
+    otherwise it is left as the first line of the body, as the parser takes
+    it. ``Name :`` becomes ``Name:``. Returns ``raw`` itself when nothing is
+    to be done (nearly always: one regex match over the header block).
+    """
+    end = HEADER_LINES_RE.match(raw).end()
+    if end == len(raw) or raw[end] in b"\r\n":
+        return raw
+    lines = []
+    for match in LINE_RE.finditer(raw, end):
+        line = match.group()
+        if line[:1] in (b"\r", b"\n"):
+            break
+        lines.append(line)
+    headers = [index for index, line in enumerate(lines) if HEADER_NAME_RE.match(line)]
+    out = [raw[:end]]
+    position = end
+    index = 0
+    while index < len(lines):
+        line = lines[index]
+        name = HEADER_NAME_RE.match(line)
+        if name and name.group(2):
+            defects.append("space before the colon of header '%s' removed" % _show_line(name.group(1)))
+            out.append(name.group(1) + line[name.end() - 1:])
+        elif name or PARSER_LINE_RE.match(line):
+            out.append(line)
+        elif headers and headers[-1] > index:
+            skipped = 1
+            while index + skipped < len(lines) and lines[index + skipped][:1] in (b" ", b"\t"):
+                skipped += 1
+            defects.append("line in the header block that is no header skipped%s: '%s'" % (
+                " (with %d continuation line(s))" % (skipped - 1) if skipped > 1 else "", _show_line(line)))
+            position += sum(map(len, lines[index:index + skipped]))
+            index += skipped
+            continue
+        else:
+            break  # no header after it: the body starts here, as the parser reads it
+        position += len(line)
+        index += 1
+    repaired = b"".join(out) + raw[position:]
+    return raw if repaired == raw else repaired
+
+
+def _show_line(line):
+    """The start of a raw line, non-ASCII and control bytes escaped."""
+    return repr(line.rstrip(b"\r\n")[:60])[2:-1]
+
+
 def human_size(size):
     return "%.1f MB" % (size / 1024 / 1024) if size >= 1024 * 1024 else "%d KB" % max(1, size // 1024)
 
@@ -728,7 +801,9 @@ def parse_message(raw, max_attachment_bytes=MAX_ATTACHMENT_BYTES, truncation_rea
     if isinstance(raw, str):
         raw = raw.encode("utf-8", "surrogateescape")
     raw = bytes(raw or b"")
+    size = size if size is not None else len(raw)
     defects = []
+    raw = repair_header_block(raw, defects)
     try:
         message = email.message_from_bytes(raw, policy=POLICY)
     except Exception as exc:  # the parser is meant not to raise; make sure
@@ -803,7 +878,7 @@ def parse_message(raw, max_attachment_bytes=MAX_ATTACHMENT_BYTES, truncation_rea
         body_html=body_html,
         body_text=body_text,
         attachments=attachments,
-        size=size if size is not None else len(raw),
+        size=size,
         defects=tuple(unique_defects[:MAX_DEFECTS]),
         is_truncated=is_truncated,
         truncation_reason=reason,
