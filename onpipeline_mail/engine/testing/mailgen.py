@@ -234,3 +234,43 @@ def mutated(messages, count, seed=2026, pieces=MUTATION_PIECES):
                 del raw[position:position + rng.randint(1, 50)]
         out.append(bytes(raw))
     return out
+
+
+#: Lines that are neither a header, a continuation nor empty, as spam and broken mailers put them in a
+#: header block; and lines of the same block that parsers read in their own ways.
+BROKEN_HEADER_LINES = (b"garbage without a colon", b"X-Mailer version 2.1", b"=?utf-8?q?caf=C3=A9?=", b"   ",
+                       b"\t", b": empty name", b"\xff\xfe\xc3\xa9 8-bit garbage", b"Caf\xc3\xa9: 8-bit name",
+                       b"From sender@spam.example Mon Feb  2 10:00:00 2026", b"--", b"<html>", b"Name With Spaces: x")
+
+
+def broken_headers(messages, count, seed=2026, lines=BROKEN_HEADER_LINES):
+    """``count`` raw messages drawn from ``messages`` with 1-3 of ``lines`` put in their header block: first,
+    between two headers, inside a folded header, or last; some with ``Subject :`` (space before the colon)
+    or a bare CR. Deterministic."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(count):
+        raw = rng.choice(messages)
+        newline = b"\r\n" if b"\r\n" in raw else b"\n"
+        head, separator, body = raw.partition(newline + newline)
+        block = head.split(newline)
+        for _ in range(rng.randint(1, 3)):
+            where = rng.random()
+            folded = [index for index, line in enumerate(block) if line[:1] in (b" ", b"\t")]
+            if where < 0.2:
+                position = 0
+            elif where < 0.4 and folded:
+                position = rng.choice(folded)
+            elif where < 0.5:
+                position = len(block)
+            else:
+                position = rng.randrange(len(block) + 1)
+            block.insert(position, rng.choice(lines))
+        choice = rng.random()
+        if choice < 0.15:
+            block = [re.sub(rb"^Subject:", b"Subject :", line) for line in block]
+        elif choice < 0.25:
+            index = rng.randrange(len(block))
+            block[index] = block[index] + b"\r" + rng.choice(lines)
+        out.append(newline.join(block) + separator + body)
+    return out
