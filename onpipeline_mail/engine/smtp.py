@@ -9,9 +9,15 @@ from . import errors
 from .connection import SSL, STARTTLS, extra_ca_error, make_ssl_context
 
 
+def password_login(client, settings):
+    client.login(settings.username, settings.password)
+
+
 @contextlib.contextmanager
-def smtp_session(settings):
-    """Yield a connected, authenticated :class:`smtplib.SMTP`; failures become engine errors."""
+def smtp_session(settings, login=password_login):
+    """Yield a connected, authenticated :class:`smtplib.SMTP`; failures become engine errors.
+
+    ``login(client, settings)`` authenticates (a password, or :func:`.oauth.smtp_login`)."""
     context = make_ssl_context(settings)
     timeout = settings.connect_timeout
     client = None
@@ -34,7 +40,7 @@ def smtp_session(settings):
                        " on an unencrypted connection" if settings.security not in (SSL, STARTTLS) else "",
                        "STARTTLS or SSL/TLS" if settings.security not in (SSL, STARTTLS) else "another port"),
                     reason="no_auth")
-            client.login(settings.username, settings.password)
+            (login or password_login)(client, settings)
         yield client
     except errors.MailSyncError:
         raise
@@ -49,14 +55,14 @@ def smtp_session(settings):
                 client.close()
 
 
-def send_message(settings, message, from_addr=None, to_addrs=None):
+def send_message(settings, message, from_addr=None, to_addrs=None, login=password_login):
     """Send ``message`` (an :class:`email.message.EmailMessage`) and return its bytes as sent.
 
     Raises :class:`errors.SendError` when any recipient is refused: a partial
     delivery is reported, never silently accepted.
     """
     raw = message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
-    with smtp_session(settings) as client:
+    with smtp_session(settings, login=login) as client:
         try:
             refused = client.sendmail(from_addr or _bare(message["From"]), to_addrs or _recipients(message), raw)
         except smtplib.SMTPException as exc:

@@ -77,6 +77,28 @@ namespace inbox {{
 }}
 """
 
+#: Appended to the configuration by ``Dovecot(oauth2_introspection_url=…)``: Debian's Dovecot 2.3 oauth2
+#: passdb asks the introspection URL about every token (POST ``token=…``, no cache) and accepts it when
+#: the answer says ``"active": true`` and its ``email`` is the login.
+OAUTH2_PASSDB_TEMPLATE = """\
+auth_mechanisms = plain login xoauth2 oauthbearer
+# Refused tokens are part of the tests: no delay after each (the auth penalty per IP remains).
+auth_failure_delay = 0
+passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {args}
+}}
+"""
+OAUTH2_CONFIG_TEMPLATE = """\
+introspection_mode = post
+introspection_url = {introspection_url}
+force_introspection = yes
+username_attribute = email
+active_attribute = active
+active_value = true
+"""
+
 #: Folder names that carry a SPECIAL-USE flag on this server, whoever the user.
 #: "Sent Items", "Gesendete Objekte" and friends deliberately have none, so
 #: that the name-based fallback is exercised as on Exchange.
@@ -121,7 +143,7 @@ def find_dovecot():
 class Dovecot:
     """One running Dovecot instance. Use as a context manager or call start/stop."""
 
-    def __init__(self, root=None, capabilities=None, namespace_prefix=""):
+    def __init__(self, root=None, capabilities=None, namespace_prefix="", oauth2_introspection_url=None):
         self.root = root or tempfile.mkdtemp(prefix="onpipeline-dovecot-")
         self.port = free_port()
         self.tls_port = free_port()
@@ -129,6 +151,9 @@ class Dovecot:
         self.capabilities = capabilities
         #: Personal namespace prefix, e.g. "INBOX/" as cPanel and Courier servers have ("INBOX.").
         self.namespace_prefix = namespace_prefix
+        #: Also accept OAuth2 bearer tokens (XOAUTH2, OAUTHBEARER), checked at this RFC 7662 introspection
+        #: URL (see :mod:`.oauth_server`); passwords keep working.
+        self.oauth2_introspection_url = oauth2_introspection_url
         self.process = None
         self._users = {}
 
@@ -159,6 +184,7 @@ class Dovecot:
             capability_line="imap_capability = %s" % self.capabilities if self.capabilities else "",
             prefix_line="  prefix = %s" % self.namespace_prefix if self.namespace_prefix else "",
         )
+        config += self._oauth2_config()
         self.config_path = os.path.join(self.root, "dovecot.conf")
         with open(self.config_path, "w") as handle:
             handle.write(config)
@@ -168,6 +194,15 @@ class Dovecot:
                                         stderr=subprocess.PIPE, preexec_fn=_die_with_parent)
         self._wait_listening()
         return self
+
+    def _oauth2_config(self):
+        """The oauth2 passdb, after the password one: a later ``auth_mechanisms`` line replaces the first."""
+        if not self.oauth2_introspection_url:
+            return ""
+        args = os.path.join(self.root, "dovecot-oauth2.conf.ext")
+        with open(args, "w") as handle:
+            handle.write(OAUTH2_CONFIG_TEMPLATE.format(introspection_url=self.oauth2_introspection_url))
+        return OAUTH2_PASSDB_TEMPLATE.format(args=args)
 
     def _wait_listening(self, timeout=20):
         deadline = time.monotonic() + timeout

@@ -6,14 +6,17 @@ and ``tls_port`` (implicit TLS). Every accepted message is kept in
 that files sent mail itself (Gmail, Microsoft 365).
 """
 
+import base64
+import binascii
 import dataclasses
+import json
 import logging
 import ssl
 import threading
 import warnings
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
+from aiosmtpd.smtp import MISSING, AuthResult, LoginPassword
 
 from .certs import make_test_certificates
 from .dovecot import free_port
@@ -32,6 +35,21 @@ class ReceivedMessage:
     login: str
 
 
+def parse_oauth_response(text, mechanism="XOAUTH2"):
+    """``(user, token)`` from an XOAUTH2 or OAUTHBEARER client response, or ``("", "")``."""
+    fields = text.split("\1")
+    user = ""
+    if mechanism == "OAUTHBEARER":
+        gs2 = fields.pop(0) if fields else ""
+        for part in gs2.split(","):
+            if part.startswith("a="):
+                user = part[2:].replace("=2C", ",").replace("=3D", "=")
+    pairs = dict(field.partition("=")[::2] for field in fields if "=" in field)
+    user = pairs.get("user", user)
+    scheme, _space, token = pairs.get("auth", "").partition(" ")
+    return (user, token) if scheme.lower() == "bearer" else ("", "")
+
+
 class _Handler:
     def __init__(self, server):
         self.server = server
@@ -41,6 +59,32 @@ class _Handler:
             return "550 5.1.1 <%s>: Recipient address rejected: User unknown" % address
         envelope.rcpt_tos.append(address)
         return "250 OK"
+
+    # SASL XOAUTH2 (Google, Microsoft) and OAUTHBEARER (RFC 7628): the bearer token is checked by
+    # SmtpServer.oauth_verifier, e.g. OAuthServer.token_owner; a refusal sends the error challenge
+    # (base64 JSON) that real providers send, reads the client's empty answer, then 535.
+    async def auth_XOAUTH2(self, server, args):
+        return await self._oauth(server, args, "XOAUTH2")
+
+    async def auth_OAUTHBEARER(self, server, args):
+        return await self._oauth(server, args, "OAUTHBEARER")
+
+    async def _oauth(self, server, args, mechanism):
+        if len(args) > 1:
+            try:
+                blob = base64.b64decode(args[1].encode(), validate=True)
+            except binascii.Error:
+                await server.push("501 5.5.2 Can't decode base64")
+                return AuthResult(success=False, handled=True)
+        else:
+            blob = await server.challenge_auth("")
+            if blob is MISSING:
+                return AuthResult(success=False, handled=True)
+        user, token = parse_oauth_response(blob.decode("utf-8", "replace"), mechanism)
+        if user and token and self.server.verify_oauth(user, token):
+            return AuthResult(success=True, auth_data=user)
+        await server.challenge_auth(json.dumps({"status": "401", "schemes": "Bearer", "scope": "mail"}))
+        return AuthResult(success=False, handled=False)
 
     async def handle_DATA(self, server, session, envelope):
         login = session.auth_data or ""
@@ -60,6 +104,8 @@ class SmtpServer:
         self.received = []
         self.refused_recipients = set()
         self.on_message = None
+        #: ``verify(token) -> email or None`` for XOAUTH2/OAUTHBEARER (e.g. ``OAuthServer.token_owner``).
+        self.oauth_verifier = None
         self.lock = threading.Lock()
         self._controllers = []
 
@@ -73,6 +119,9 @@ class SmtpServer:
             if self.users.get(login) == password:
                 return AuthResult(success=True, auth_data=login)
         return AuthResult(success=False, handled=False)
+
+    def verify_oauth(self, user, token):
+        return bool(self.oauth_verifier) and self.oauth_verifier(token) == user
 
     def add_user(self, login, password):
         self.users[login] = password
