@@ -28,6 +28,11 @@
         "views/onpipeline_mail_link_views.xml",
         "wizard/onpipeline_mail_link_wizard_views.xml",
     ],
+    "assets": {
+        "web.assets_tests": [
+            "onpipeline_mail/static/tests/tours/**/*",
+        ],
+    },
     "application": True,
     "installable": True,
 }
