@@ -79,7 +79,8 @@ def count_links(env, links, mailbox_ids):
 
 def job_seed(env, args):
     params = env["ir.config_parameter"].sudo()
-    params.set_param("onpipeline_mail.extra_ca_file", args["ca_file"])
+    with open(args["ca_file"]) as ca_file:
+        params.set_param("onpipeline_mail.extra_ca_pem", ca_file.read())
     # ONPIPELINE_BENCH_PARAMS='{"onpipeline_mail.parse_in_worker": "0"}' bench/run ...: compare settings.
     for key, value in dict(EMPTY_PARAMS, **json.loads(os.environ.get("ONPIPELINE_BENCH_PARAMS") or "{}")).items():
         params.set_param(key, value)

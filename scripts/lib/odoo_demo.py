@@ -58,7 +58,8 @@ def main():
         with registry.cursor() as cr:
             env = api.Environment(cr, SUPERUSER_ID, {})
             # Trust the demo servers' private CA, as Settings > CRM > Mailboxes allows.
-            env["ir.config_parameter"].set_param("onpipeline_mail.extra_ca_file", dovecot.ca_file)
+            with open(dovecot.ca_file) as ca_file:
+                env["ir.config_parameter"].set_param("onpipeline_mail.extra_ca_pem", ca_file.read())
             user = env.ref("base.user_admin")
             user.partner_id.email = address
             Mailbox = env["onpipeline.mailbox"].with_user(user)
