@@ -151,16 +151,35 @@ class OnpipelineMailbox(models.Model):
     def action_sync_now(self):
         """Sync now (button): a bounded run in this request; the scheduled action continues if needed."""
         self.check_access("read")
+        before = sum(self.mapped("message_count"))
         for mailbox in self.sudo():
             if mailbox.state == "not_connected":
-                raise UserError(_("%s is not connected: check its settings first.", mailbox.name))
+                raise UserError(_("%s is not connected: check its settings first.", mailbox.display_name))
             try:
                 mailbox._sync(commit=None, deadline=time.monotonic() + DEFAULT_MAILBOX_BUDGET / 2, manual=True)
             except SyncBusy:
-                raise UserError(_("%s is already being synced. Try again in a moment.", mailbox.name)) from None
-        if not all(self.sudo().mapped("is_sync_complete")):
+                raise UserError(_("%s is already being synced. Try again in a moment.",
+                                  mailbox.display_name)) from None
+        complete = all(self.sudo().mapped("is_sync_complete"))
+        if not complete:
             self._trigger_sync()
-        return True
+        return self._sync_now_feedback(before, complete)
+
+    def _sync_now_feedback(self, before, complete):
+        """What Sync now tells the user: new emails, the first sync's progress, or why it stopped."""
+        self.invalidate_recordset(["message_count", "sync_progress"])
+        errors_seen = self.filtered(lambda m: m.state == "error" or m.sync_error_count)
+        if errors_seen:
+            message = "\n".join(filter(None, errors_seen.mapped("last_sync_error") + errors_seen.mapped("last_error")))
+            return self._notify_and_reload(message or _("The sync failed."), kind="danger")
+        new = sum(self.mapped("message_count")) - before
+        synced = _("No new email.") if not new else _("1 new email.") if new == 1 else _("%s new emails.", new)
+        if complete:
+            message = _("%s The mailbox is up to date.", synced)
+        else:
+            message = _("%(synced)s The sync goes on in the background: %(progress)s synced so far.",
+                        synced=synced, progress=", ".join(filter(None, self.mapped("sync_progress"))) or "…")
+        return self._notify_and_reload(message)
 
     def action_reinitialize_sync(self):
         """Forget the sync positions: the next sync reads the window again, without duplicates."""
@@ -172,7 +191,9 @@ class OnpipelineMailbox(models.Model):
             mailbox.message_post(body=_("Sync reinitialized: the selected folders will be read again from %s.",
                                         mailbox._sync_window_start()))
         self._trigger_sync()
-        return True
+        return self._notify_and_reload(_(
+            "Sync reinitialized: the selected folders are read again in the background. "
+            "Emails already imported are kept."))
 
     # ------------------------------------------------------------------
     # One mailbox

@@ -2,7 +2,7 @@
 
 from odoo.tests import Form, tagged
 
-from .common import OnpipelineMailCase
+from .common import OnpipelineMailCase, append, make_message
 
 
 @tagged("post_install", "-at_install", "onpipeline_mail")
@@ -119,3 +119,20 @@ class TestMailboxForm(OnpipelineMailCase):
         mailbox.sudo().imap_password = "wrong"
         self.assertIs(mailbox.with_user(self.user_alice).action_check_connection(), True)
         self.assertEqual(mailbox.state, "error")
+
+    def test_sync_now_says_what_it_did(self):
+        account = self.new_account()
+        append(account, "INBOX", make_message("Quote request"))
+        mailbox = self.create_mailbox(account).with_user(self.user_alice)
+        result = mailbox.action_sync_now()
+        self.assertEqual(result["tag"], "display_notification")
+        self.assertEqual(result["params"]["type"], "success")
+        self.assertEqual(result["params"]["message"], "1 new email. The mailbox is up to date.")
+        self.assertEqual(result["params"]["next"], {"type": "ir.actions.act_window_close"})
+        result = mailbox.action_sync_now()
+        self.assertEqual(result["params"]["message"], "No new email. The mailbox is up to date.")
+        # A server that refuses the login: the user is told why, in red.
+        mailbox.sudo().imap_password = "changed on the server"
+        result = mailbox.action_sync_now()
+        self.assertEqual(result["params"]["type"], "danger")
+        self.assertIn("password", result["params"]["message"].lower())
