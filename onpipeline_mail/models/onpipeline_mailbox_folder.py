@@ -55,7 +55,7 @@ class OnpipelineMailboxFolder(models.Model):
     @api.depends("name", "mailbox_id")
     def _compute_display_name(self):
         for folder in self:
-            folder.display_name = "%s: %s" % (folder.mailbox_id.name, folder.name)
+            folder.display_name = "%s: %s" % (folder.mailbox_id.name or folder.mailbox_id.email, folder.name)
 
     @api.constrains("is_selected", "is_selectable")
     def _check_selectable(self):
