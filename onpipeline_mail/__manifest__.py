@@ -26,6 +26,7 @@
         "views/res_config_settings_views.xml",
         "views/onpipeline_mail_menus.xml",
         "views/onpipeline_mail_link_views.xml",
+        "views/onpipeline_mail_conversation_views.xml",
         "wizard/onpipeline_mail_link_wizard_views.xml",
     ],
     "assets": {

@@ -18,3 +18,4 @@ from . import onpipeline_mail_message_link
 from . import onpipeline_mail_linked_mixin
 from . import res_partner
 from . import crm_lead
+from . import onpipeline_mail_conversation

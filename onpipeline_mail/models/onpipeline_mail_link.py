@@ -41,6 +41,8 @@ class OnpipelineMailLink(models.Model):
     mail_message_id = fields.Many2one("mail.message", "History Entry", readonly=True, ondelete="set null",
                                       help="The copy of the email in the history of the contact or deal.")
     is_readable = fields.Boolean(compute="_compute_is_readable", search="_search_is_readable")
+    can_open_target = fields.Boolean(compute="_compute_target_name")
+    target_name = fields.Char("Linked To", compute="_compute_target_name")
 
     _sql_constraints = [
         ("target_check", "CHECK((partner_id IS NULL) != (lead_id IS NULL))",
@@ -67,12 +69,34 @@ class OnpipelineMailLink(models.Model):
         positive = (operator == "=") == value
         return [("message_id", "in" if positive else "not in", messages)]
 
-    @api.depends("partner_id", "lead_id", "reason")
+    @api.depends("partner_id", "lead_id")
+    @api.depends_context("uid")
+    def _compute_target_name(self):
+        """The contact or deal by name when the user may open it; else what it is, never which one."""
+        leads = self.mapped("lead_id")._filtered_access("read")
+        partners = self.mapped("partner_id")._filtered_access("read")
+        for link in self:
+            target = link.lead_id or link.partner_id
+            link.can_open_target = target in (leads if link.lead_id else partners)
+            if link.can_open_target:
+                link.target_name = target.display_name
+            else:
+                link.target_name = _("A deal you cannot open") if link.lead_id else _("A contact you cannot open")
+
+    @api.depends("target_name", "reason")
+    @api.depends_context("uid")
     def _compute_display_name(self):
         reasons = dict(self._fields["reason"]._description_selection(self.env))
         for link in self:
-            target = link.lead_id or link.partner_id
-            link.display_name = "%s (%s)" % (target.display_name, reasons.get(link.reason, ""))
+            link.display_name = "%s (%s)" % (link.target_name, reasons.get(link.reason, ""))
+
+    def action_open_target(self):
+        """Open the contact or deal of this link (button, shown only when the user may open it)."""
+        self.ensure_one()
+        target = self.lead_id or self.partner_id
+        target.check_access("read")
+        return {"type": "ir.actions.act_window", "res_model": target._name, "res_id": target.id,
+                "view_mode": "form", "views": [(False, "form")]}
 
     # ------------------------------------------------------------------
     # Manual control

@@ -1,9 +1,87 @@
 import datetime
+import html as html_lib
+import re
 
-from odoo import _, api, fields, models
+import lxml.etree
+import lxml.html
+from markupsafe import Markup
+
+from odoo import _, api, fields, models, tools
+from odoo.tools import SQL
 
 from ..engine.parse import normalize_address
 from .fields import EmailHtml
+
+#: A body that may load something from the internet when shown (tracking pixels, remote images).
+REMOTE_CONTENT_RE = re.compile(
+    r"""\b(?:src|srcset|background|poster)\s*=\s*["']?\s*(?:https?:)?//|url\(\s*["']?\s*(?:https?:)?//""",
+    re.IGNORECASE)
+REMOTE_URL_RE = re.compile(r"(?:https?:)?//", re.IGNORECASE)
+CSS_REMOTE_URL_RE = re.compile(r"""url\(\s*["']?\s*(?:https?:)?//[^)]*\)""", re.IGNORECASE)
+#: src="cid:..." in the sanitized body (lxml writes attributes in double quotes).
+CID_SRC_RE = re.compile(r'(\bsrc=")cid:([^"]+)(")', re.IGNORECASE)
+
+
+def block_remote_content(html):
+    """``(html, count)``: ``html`` without what it would load from the internet when shown.
+
+    Remote images (tracking pixels among them) tell the sender that the email was
+    opened, from where and when: mail clients block them until asked. Images of
+    the email itself (``/web/image/...``, ``data:``) stay. The input is already
+    sanitized; only attributes and style declarations are removed.
+    """
+    if not html or not REMOTE_CONTENT_RE.search(html):
+        return html, 0
+    root = lxml.html.fragment_fromstring(str(html), create_parent="div")
+    count = 0
+    for node in root.iter(lxml.etree.Element):
+        for attribute in ("src", "srcset", "background", "poster"):
+            value = node.get(attribute)
+            if value and REMOTE_URL_RE.search(value) and (attribute == "srcset" or REMOTE_URL_RE.match(value.strip())):
+                del node.attrib[attribute]
+                count += 1
+        style = node.get("style")
+        if style and CSS_REMOTE_URL_RE.search(style):
+            node.set("style", CSS_REMOTE_URL_RE.sub("none", style))
+            count += 1
+        if node.tag == "style" and node.text and CSS_REMOTE_URL_RE.search(node.text):
+            node.text = CSS_REMOTE_URL_RE.sub("none", node.text)
+            count += 1
+    if not count:
+        return html, 0
+    parts = [tools.html_escape(root.text or "")]
+    parts += [lxml.html.tostring(child, encoding="unicode") for child in root]
+    return Markup("".join(parts)), count
+
+
+def rewrite_cid_sources(html, urls):
+    """``html`` with its ``src="cid:…"`` pointing at the stored inline parts (``urls``: {Content-ID: URL})."""
+    if not html or not urls:
+        return html
+    folded = {cid.casefold(): url for cid, url in urls.items()}
+
+    def replace(match):
+        cid = html_lib.unescape(match.group(2)).strip().strip("<>")
+        url = urls.get(cid) or folded.get(cid.casefold())
+        return "%s%s%s" % (match.group(1), url, match.group(3)) if url else match.group(0)
+
+    return Markup(CID_SRC_RE.sub(replace, str(html)))
+
+
+def is_shown_inline(attachment, html):
+    """Whether ``attachment`` is an image of the body (``cid:`` reference) rather than a file of the email."""
+    return bool(attachment.content_id) and ("cid:%s" % attachment.content_id) in (html or "")
+
+
+def format_size(env, size):
+    """A byte count for people: 820 bytes, 12 KB, 3.4 MB."""
+    if not size:
+        return ""
+    if size < 1024:
+        return env._("%s bytes", size)
+    if size < 1024 * 1024:
+        return env._("%s KB", round(size / 1024))
+    return env._("%s MB", ("%.1f" % (size / (1024 * 1024))).rstrip("0").rstrip("."))
 
 
 def _format_address(pair):
@@ -66,6 +144,16 @@ class OnpipelineMailMessage(models.Model):
     body_html = EmailHtml("Body", readonly=True, sanitize=True, sanitize_overridable=False, sanitize_style=True)
     body_text = fields.Text("Plain Text", readonly=True)
     size = fields.Integer(readonly=True)
+    size_display = fields.Char("Size", compute="_compute_size_display")
+    attachment_count = fields.Integer(
+        "Files", readonly=True, help="Files attached to the email; images shown in its body are not counted.")
+    has_remote_content = fields.Boolean(
+        "Remote Content", readonly=True,
+        help="The body loads images from the internet, which tells the sender the email was opened.")
+    is_remote_content_shown = fields.Boolean("Remote Images Shown", readonly=True)
+    body_view = fields.Html("Message", compute="_compute_body_view", sanitize=False)
+    conversation_id = fields.Many2one("onpipeline.mail.conversation", "Conversation", readonly=True, index=True,
+                                      ondelete="set null")
     is_truncated = fields.Boolean("Attachments Left Out", readonly=True)
     truncation_reason = fields.Char(readonly=True)
     defects = fields.Text("MIME Problems", readonly=True, help="What was wrong with the message as received.")
@@ -78,6 +166,49 @@ class OnpipelineMailMessage(models.Model):
     _sql_constraints = [
         ("mailbox_key_unique", "unique(mailbox_id, message_key)", "A message is stored once per mailbox."),
     ]
+
+    @api.depends("subject")
+    def _compute_display_name(self):
+        for message in self:
+            message.display_name = message.subject or _("(no subject)")
+
+    @api.depends("size")
+    def _compute_size_display(self):
+        for message in self:
+            message.size_display = format_size(self.env, message.size)
+
+    @api.depends("body_html", "body_text", "is_remote_content_shown")
+    def _compute_body_view(self):
+        """The body as shown: remote images blocked until the user asks for them (as mail clients do)."""
+        for message in self:
+            if message.body_html:
+                body = message.body_html
+                if not message.is_remote_content_shown:
+                    body = block_remote_content(body)[0]
+            else:
+                body = tools.plaintext2html(message.body_text or "")
+            message.body_view = body
+
+    def action_open_email(self):
+        """Open this email (the paperclip of the list)."""
+        self.ensure_one()
+        return {"type": "ir.actions.act_window", "res_model": self._name, "res_id": self.id, "view_mode": "form",
+                "views": [(False, "form")]}
+
+    def action_show_remote_content(self):
+        """Load the remote images of these emails (button): the sender may learn that they were opened."""
+        self.check_access("read")
+        self.sudo().write({"is_remote_content_shown": True})
+        return True
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        for vals in vals_list:
+            vals.setdefault("has_remote_content", bool(REMOTE_CONTENT_RE.search(str(vals.get("body_html") or ""))))
+        self.env["onpipeline.mail.conversation"]._assign(vals_list)
+        messages = super().create(vals_list)
+        messages.conversation_id._refresh_stats()
+        return messages
 
     @api.depends("location_ids.folder_id")
     def _compute_folder_ids(self):
@@ -161,6 +292,8 @@ class OnpipelineMailMessage(models.Model):
             "body_html": parsed.body_html or False,
             "body_text": parsed.body_text or False,
             "size": parsed.size or getattr(meta, "size", 0) or 0,
+            "attachment_count": sum(1 for attachment in parsed.attachments
+                                    if not is_shown_inline(attachment, parsed.body_html)),
             "is_truncated": parsed.is_truncated,
             "truncation_reason": parsed.truncation_reason or False,
             "defects": "\n".join(parsed.defects) or False,
@@ -169,15 +302,44 @@ class OnpipelineMailMessage(models.Model):
 
     @api.model
     def _create_attachments(self, messages, attachments_by_key):
-        values = []
+        """Store the parts of ``messages``; the images of a body are pointed to from it, not listed as files.
+
+        An image the body shows (``src="cid:…"``) is stored against the body field
+        (``res_field``), which keeps it out of the email's files as Odoo keeps the
+        files of binary fields out of attachment lists, with an access token as
+        Odoo's mail gives the images of a message; the body then links to it.
+        One attachment create and at most one body update per batch.
+        """
+        Attachment = self.env["ir.attachment"].sudo()
+        values, inline = [], []
         for message in messages:
+            body = message.body_html
             for attachment in attachments_by_key.get(message.message_key, ()):
-                values.append({
+                value = {
                     "name": attachment.filename or _("attachment"),
                     "raw": attachment.data,
                     "mimetype": attachment.content_type,
                     "res_model": self._name,
                     "res_id": message.id,
-                })
-        if values:
-            self.env["ir.attachment"].sudo().create(values)
+                }
+                if is_shown_inline(attachment, body):
+                    value.update(res_field="body_html", access_token=Attachment._generate_access_token())
+                    inline.append((message, attachment.content_id, len(values)))
+                values.append(value)
+        if not values:
+            return
+        created = Attachment.create(values)
+        urls = {}
+        for message, content_id, index in inline:
+            stored = created[index]
+            urls.setdefault(message, {})[content_id] = "/web/image/%s?access_token=%s" % (
+                stored.id, stored.access_token)
+        bodies = {message.id: rewrite_cid_sources(message.body_html, message_urls)
+                  for message, message_urls in urls.items()}
+        if bodies:
+            # The body was sanitized when the email was created; only cid: sources change.
+            self.env.cr.execute(SQL(
+                "UPDATE onpipeline_mail_message SET body_html = body.html FROM (VALUES %s) AS body(id, html) "
+                "WHERE onpipeline_mail_message.id = body.id",
+                SQL(", ").join(SQL("(%s, %s)", message_id, str(html)) for message_id, html in bodies.items())))
+            self.browse(bodies).invalidate_recordset(["body_html"])

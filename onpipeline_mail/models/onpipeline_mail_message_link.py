@@ -21,6 +21,7 @@ from odoo.tools import SQL
 
 from ..engine.parse import normalize_address
 from .onpipeline_mail_link import PENDING_HISTORY
+from .onpipeline_mail_message import block_remote_content
 
 #: Local parts (``name@``), domains and addresses never linked; a setting overrides it.
 DEFAULT_IGNORED = ("noreply@ no-reply@ no_reply@ donotreply@ do-not-reply@ do_not_reply@ mailer-daemon@ "
@@ -646,7 +647,9 @@ class OnpipelineMailMessage(models.Model):
         Entry = self.env["mail.message"]
         as_stored = Entry._fields["body"].convert_to_cache  # the field's own html_sanitize options
         if self.body_html:
-            return as_stored(header, Entry) + self.body_html
+            # Remote images stay blocked in the history: the chatter has no "show" button, and loading them
+            # would tell the sender each time a colleague opens the record. Inline images are stored ones.
+            return as_stored(header, Entry) + block_remote_content(self.body_html)[0]
         return as_stored(header + tools.plaintext2html(self.body_text or ""), Entry)
 
     # ------------------------------------------------------------------
