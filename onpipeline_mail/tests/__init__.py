@@ -7,3 +7,4 @@ from . import test_linking
 from . import test_sending
 from . import test_mailbox_form
 from . import test_ui_tours
+from . import test_email_views
