@@ -3,10 +3,12 @@
 import dataclasses
 import email
 import email.policy
+import time
 
 import pytest
 
 from onpipeline_mail.engine import connection, errors, smtp
+from onpipeline_mail.engine.testing.dovecot import free_port
 
 
 @pytest.fixture
@@ -75,3 +77,24 @@ def test_refused_recipient_is_an_error_not_a_silent_partial_send(smtp_server, sm
     with pytest.raises(errors.SendError) as caught:
         smtp.send_message(smtp_settings, smtp.build_test_message("sender@example.test", "ghost@example.test"))
     assert "ghost@example.test" in str(caught.value) and "550" in str(caught.value)
+
+
+def test_no_answer_after_the_message_is_an_unknown_outcome(smtp_server, smtp_settings):
+    # The server takes the message, then answers too late: it may have gone out.
+    smtp_server.on_message = lambda _message: time.sleep(1.5)
+    try:
+        with pytest.raises(errors.SendError) as caught:
+            smtp.send_message(dataclasses.replace(smtp_settings, read_timeout=0.5),
+                              smtp.build_test_message("sender@example.test", "late@example.test"))
+    finally:
+        smtp_server.on_message = None
+    assert caught.value.reason == smtp.OUTCOME_UNKNOWN
+    assert "no answer came back" in str(caught.value)
+    assert smtp_server.messages_to("late@example.test"), "the server did get it"
+
+
+def test_connection_refused_before_the_message_is_not_an_unknown_outcome(smtp_settings):
+    with pytest.raises(errors.ConnectError) as caught:
+        smtp.send_message(dataclasses.replace(smtp_settings, port=free_port()),
+                          smtp.build_test_message("sender@example.test", "a@example.test"))
+    assert caught.value.reason != smtp.OUTCOME_UNKNOWN

@@ -8,6 +8,27 @@ import smtplib
 from . import errors
 from .connection import SSL, STARTTLS, extra_ca_error, make_ssl_context
 
+#: ``SendError.reason`` when the message was handed over (DATA) but no answer came back: it may have gone out.
+OUTCOME_UNKNOWN = "outcome_unknown"
+
+
+class _DataTracking:
+    """Remembers that DATA was started: a connection lost from then on leaves the outcome unknown."""
+
+    data_started = False
+
+    def data(self, msg):
+        self.data_started = True
+        return super().data(msg)
+
+
+class _SMTP(_DataTracking, smtplib.SMTP):
+    pass
+
+
+class _SMTP_SSL(_DataTracking, smtplib.SMTP_SSL):
+    pass
+
 
 def password_login(client, settings):
     client.login(settings.username, settings.password)
@@ -23,9 +44,9 @@ def smtp_session(settings, login=password_login):
     client = None
     try:
         if settings.security == SSL:
-            client = smtplib.SMTP_SSL(settings.host, int(settings.port), timeout=timeout, context=context)
+            client = _SMTP_SSL(settings.host, int(settings.port), timeout=timeout, context=context)
         else:
-            client = smtplib.SMTP(settings.host, int(settings.port), timeout=timeout)
+            client = _SMTP(settings.host, int(settings.port), timeout=timeout)
             if settings.security == STARTTLS:
                 client.starttls(context=context)
         # The connect timeout only bounds the handshake; a DATA phase with a
@@ -59,12 +80,20 @@ def send_message(settings, message, from_addr=None, to_addrs=None, login=passwor
     """Send ``message`` (an :class:`email.message.EmailMessage`) and return its bytes as sent.
 
     Raises :class:`errors.SendError` when any recipient is refused: a partial
-    delivery is reported, never silently accepted.
+    delivery is reported, never silently accepted. When the connection is
+    lost or times out after the message was handed over (DATA), the server
+    may have accepted it: the error's reason is :data:`OUTCOME_UNKNOWN`.
     """
     raw = message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
     with smtp_session(settings, login=login) as client:
         try:
             refused = client.sendmail(from_addr or _bare(message["From"]), to_addrs or _recipients(message), raw)
+        except (OSError, smtplib.SMTPServerDisconnected) as exc:
+            if not client.data_started:
+                raise errors.translate_smtp_error(exc, settings.host, settings.port, settings.read_timeout) from exc
+            raise errors.SendError(
+                "The message was handed over to the SMTP server %s:%s, but no answer came back (%s)."
+                % (settings.host, settings.port, exc), reason=OUTCOME_UNKNOWN) from exc
         except smtplib.SMTPException as exc:
             raise errors.translate_smtp_error(exc, settings.host, settings.port) from exc
     if refused:
