@@ -154,10 +154,20 @@ class MailMail(models.Model):
                 self.env.cr.commit()  # pylint: disable=invalid-commit
             mailbox._record_send_outcome()
             mail._onpipeline_after_send(mailbox, raw, message["Message-ID"])
+            # Said before the post-processing, which deletes the mail when it is to be auto-deleted.
+            mail._onpipeline_tell_author("success", _("Email sent from %s", mailbox.email),
+                                         _("To %s.", ", ".join(recipients)))
             mail._postprocess_sent_message(success_pids=success_pids)
             if auto_commit:
                 self.env.cr.commit()  # pylint: disable=invalid-commit
         return True
+
+    def _onpipeline_tell_author(self, kind, title, text, sticky=False):
+        """A notification in the author's browser, as Odoo's ``display_notification`` shows it."""
+        self.ensure_one()
+        user = self.sudo().author_id.user_ids.filtered(lambda user: not user.share)[:1]
+        if user:
+            user._bus_send("simple_notification", {"type": kind, "sticky": sticky, "title": title, "message": text})
 
     def _onpipeline_delivered_before(self, mailbox):
         """A retry: did an earlier attempt get through after all (the answer lost on the way back)?
@@ -197,11 +207,9 @@ class MailMail(models.Model):
         self.write({"state": "exception", "failure_reason": reason})
         self._postprocess_sent_message(success_pids=[], failure_reason=reason, failure_type="mail_smtp")
         # Tell the author now, as the connection checks do; the chatter keeps the failure with Retry.
-        self.author_id.user_ids.filtered(lambda user: not user.share)[:1]._bus_send("simple_notification", {
-            "type": "danger", "sticky": True,
-            "title": _("Email not sent from %s", mailbox.email),
-            "message": _("%s It stays in the chatter as failed: open it to retry or cancel.", reason),
-        })
+        self._onpipeline_tell_author(
+            "danger", _("Email not sent from %s", mailbox.email),
+            _("%s It stays in the chatter as failed: open it to retry or cancel.", reason), sticky=True)
         if raise_exception:
             raise MailDeliveryException(_("Sending through %s failed", mailbox.email), reason) from exc
 

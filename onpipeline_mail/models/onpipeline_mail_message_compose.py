@@ -82,7 +82,6 @@ class OnpipelineMailMessage(models.Model):
             "default_subject": _prefixed(_("Fwd:") if mode == "forward" else _("Re:"), self.subject),
             "default_body": self._quoted_body(),
             "default_subtype_xmlid": "mail.mt_comment",
-            "default_email_layout_xmlid": "mail.mail_notification_light",
         }
         mailbox = self.mailbox_id
         if mailbox in self.env["onpipeline.mailbox"]._sending_mailboxes() and mailbox.sudo().can_send:

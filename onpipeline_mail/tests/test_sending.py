@@ -17,8 +17,8 @@ def parse(raw):
     return email.message_from_bytes(raw, policy=email.policy.default)
 
 
-@tagged("post_install", "-at_install", "onpipeline_mail")
-class TestSending(OnpipelineMailCase):
+class SendingCase(OnpipelineMailCase):
+    """Customers, a deal and helpers to send from the CRM and look at what the servers got."""
 
     @classmethod
     def setUpClass(cls):
@@ -74,6 +74,11 @@ class TestSending(OnpipelineMailCase):
 
     def stored(self, mailbox):
         return self.Message.search([("mailbox_id", "=", mailbox.id)])
+
+
+
+@tagged("post_install", "-at_install", "onpipeline_mail")
+class TestSending(SendingCase):
 
     # ------------------------------------------------------------------
     # Composer on a deal, server that does not file sent mail
@@ -205,22 +210,17 @@ class TestSending(OnpipelineMailCase):
         self.assertEqual(len(self.stored(mailbox)), 2, "the sync matches the server's copies, imports none")
         self.assertTrue(all(m.folder_ids.name == "[Gmail]/Sent Mail" for m in self.stored(mailbox)))
 
-    def test_one_message_to_several_recipient_groups_is_filed_once(self):
+    def test_several_recipients_get_one_mail_filed_once(self):
         account, mailbox = self.connect("plain")
-        # Bob follows the deal and gets emails: Odoo makes one mail for him, one for the customer,
-        # both with the message's Message-ID.
-        self.user_bob.notification_type = "email"
-        self.lead.message_subscribe(partner_ids=self.user_bob.partner_id.ids)
         self.lead.with_user(self.user_alice).message_post(
-            body="<p>Update</p>", subject="Update", partner_ids=self.customer.ids,
+            body="<p>Update</p>", subject="Update", partner_ids=(self.customer | self.other_customer).ids,
             message_type="comment", subtype_xmlid="mail.mt_comment")
-        received = self.received_from(account)
-        self.assertEqual(len(received), 2, "one mail per group of recipients")
-        self.assertEqual(sorted(rcpt for message in received for rcpt in message.rcpt_tos),
-                         sorted(["carl@client.example", self.user_bob.email]))
-        message_ids = {parse(message.data)["Message-ID"] for message in received}
-        self.assertEqual(len(message_ids), 1)
-        self.assertEqual(len(self.copies(account, "Sent", message_ids.pop())), 1)
+        [received] = self.received_from(account)
+        self.assertEqual(sorted(received.rcpt_tos), ["carl@client.example", "olga@client.example"])
+        sent = parse(received.data)
+        self.assertEqual(sorted(address.addr_spec for address in sent["To"].addresses),
+                         ["carl@client.example", "olga@client.example"], "both see each other, as in a mail client")
+        self.assertEqual(len(self.copies(account, "Sent", sent["Message-ID"])), 1)
         self.assertEqual(mailbox.server_files_sent, "no", "our own copy is not taken for the server's")
         self.assertEqual(len(self.stored(mailbox)), 1)
 
@@ -365,24 +365,24 @@ class TestSending(OnpipelineMailCase):
         mailbox.sudo().server_files_sent = "yes"
         self.filing.register(account.username, account, "[Gmail]/Sent Mail")
         self.addCleanup(self.filing.unregister, account.username)
-        self.user_bob.notification_type = "email"
-        self.lead.message_subscribe(partner_ids=self.user_bob.partner_id.ids)
-        self.smtp.refused_recipients.add(self.user_bob.email)
+        # Odoo makes one mail per batch of recipients (mail.batch_size, 50), all with the message's Message-ID.
+        self.env["ir.config_parameter"].sudo().set_param("mail.batch_size", "1")
+        self.smtp.refused_recipients.add("olga@client.example")
         try:
             self.lead.with_user(self.user_alice).message_post(
-                body="<p>Update</p>", subject="Update", partner_ids=self.customer.ids,
+                body="<p>Update</p>", subject="Update", partner_ids=(self.customer | self.other_customer).ids,
                 message_type="comment", subtype_xmlid="mail.mt_comment")
         finally:
-            self.smtp.refused_recipients.discard(self.user_bob.email)
+            self.smtp.refused_recipients.discard("olga@client.example")
         failed = self.env["mail.mail"].sudo().search([("onpipeline_mailbox_id", "=", mailbox.id),
                                                       ("state", "=", "exception")])
-        self.assertEqual(failed.recipient_ids, self.user_bob.partner_id)
+        self.assertEqual(failed.recipient_ids, self.other_customer)
         chatter = failed.mail_message_id
-        # The customer's mail is in Sent under the same Message-ID; Bob's is not: it is sent.
+        # Carl's mail is in Sent under the same Message-ID; Olga's is not: it is sent.
         self.env["mail.resend.message"].with_user(self.user_alice).with_context(
             mail_message_to_resend=chatter.id).create({}).resend_mail_action()
         self.assertEqual(sorted(message.rcpt_tos for message in self.received_from(account)),
-                         sorted([["carl@client.example"], [self.user_bob.email]]))
+                         sorted([["carl@client.example"], ["olga@client.example"]]))
         self.assertEqual(set(chatter.notification_ids.mapped("notification_status")), {"sent"})
 
     @mute_logger("odoo.addons.onpipeline_mail.models.mail_mail")

@@ -51,6 +51,19 @@ class MailComposeMessage(models.TransientModel):
                 team = self.env["crm.lead"].browse(res_ids[:1]).exists().team_id
             composer.onpipeline_mailbox_id = Mailbox._default_sending_mailbox(team=team)
 
+    def _compute_subject(self):
+        """Through a mailbox, a new email starts without a subject (required by the form): Odoo would propose
+        the record's name, which is internal ("Big deal") and which the customer would then get."""
+        super()._compute_subject()
+        for composer in self:
+            if (not composer.subject or composer.template_id or composer.parent_id or not composer.model
+                    or not composer.model_is_thread or composer.composition_batch
+                    or not composer._onpipeline_applies() or not composer.onpipeline_mailbox_id):
+                continue
+            records = self.env[composer.model].browse(composer._evaluate_res_ids())
+            if len(records) == 1 and composer.subject == records._message_compute_subject():
+                composer.subject = False
+
     def _onpipeline_res_ids(self):
         try:
             res_ids = ast.literal_eval(self.res_ids or "[]")
