@@ -293,6 +293,24 @@ class OnpipelineMailbox(models.Model):
             provider_note=self.provider_id.note or "",
         )
 
+    # Login hooks: a password by default; the OAuth bridges (onpipeline_mail_google,
+    # onpipeline_mail_microsoft) log in with a token instead, as google_gmail's _imap_login does.
+
+    def _has_imap_credentials(self):
+        """Whether the mailbox has something to log in with (a password here, a token in the bridges)."""
+        self.ensure_one()
+        return bool(self.sudo().imap_password)
+
+    def _imap_login_callable(self):
+        """The engine's IMAP login hook (``connection.imap_session(settings, login=…)``)."""
+        self.ensure_one()
+        return connection.password_login
+
+    def _smtp_login_callable(self):
+        """The engine's SMTP login hook (``smtp.send_message(settings, message, login=…)``)."""
+        self.ensure_one()
+        return smtp.password_login
+
     def _own_addresses(self):
         """The normalized addresses this mailbox sends as: mail from them is outgoing."""
         self.ensure_one()
@@ -312,13 +330,13 @@ class OnpipelineMailbox(models.Model):
         the result is the mailbox's state and message."""
         for mailbox in self:
             values = {"last_check_date": fields.Datetime.now()}
-            if not mailbox.sudo().imap_password or not mailbox.imap_host:
+            if not mailbox._has_imap_credentials() or not mailbox.imap_host:
                 values.update(state="not_connected", last_error=False, error_reason=False)
                 mailbox.sudo().write(values)
                 continue
             try:
                 settings = mailbox._imap_settings()
-                with connection.imap_session(settings) as client:
+                with connection.imap_session(settings, login=mailbox._imap_login_callable()) as client:
                     capabilities = client.capabilities()
                     listed = folders.list_folders(client)
             except errors.MailSyncError as exc:
@@ -433,7 +451,7 @@ class OnpipelineMailbox(models.Model):
             settings = self._smtp_settings()
             sender = "%s <%s>" % (self.name, self.email) if self.name and self.name != self.email else self.email
             message = smtp.build_test_message(sender, email_to, self.name or "")
-            smtp.send_message(settings, message, from_addr=self.email)
+            smtp.send_message(settings, message, from_addr=self.email, login=self._smtp_login_callable())
         except errors.MailSyncError as exc:
             self.sudo().write({"smtp_state": "error", "smtp_error": str(exc)})
             return False, str(exc)

@@ -114,7 +114,7 @@ class OnpipelineMailbox(models.Model):
             return mailbox.env["onpipeline.mail.message"].search(
                 [("mailbox_id", "=", mailbox.id), ("message_key", "=", key)], limit=1)
         result = None
-        if mailbox.sent_copy_mode != "never" and mailbox.imap_host and mailbox.imap_password:
+        if mailbox.sent_copy_mode != "never" and mailbox.imap_host and mailbox._has_imap_credentials():
             result = mailbox._file_sent_copy(raw, message_id)
         return mailbox._store_sent_message(raw, result)
 
@@ -125,7 +125,7 @@ class OnpipelineMailbox(models.Model):
             self.sent_copy_mode)
         try:
             result = sent_copy.file_sent_copy(self._imap_settings(), raw, message_id, server_files=server_files,
-                                              wait=self._sent_copy_wait())
+                                              wait=self._sent_copy_wait(), login=self._imap_login_callable())
         except errors.MailSyncError as exc:
             _logger.info("Mailbox %s: copy of %s not filed in Sent (%s)", self.id, message_id, exc.reason)
             values = {"error": str(exc), "last_attempt_date": fields.Datetime.now()}

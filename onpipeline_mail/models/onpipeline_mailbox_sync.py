@@ -143,7 +143,7 @@ class OnpipelineMailbox(models.Model):
             ("active", "=", True), ("state", "in", ("connected", "error")),
             "|", ("next_sync_date", "=", False), ("next_sync_date", "<=", now),
         ])
-        mailboxes = mailboxes.filtered(lambda m: m.sudo().imap_password and (
+        mailboxes = mailboxes.filtered(lambda m: m._has_imap_credentials() and (
             m.mailbox_type == "team" or m.user_id.has_group("onpipeline_mail.group_personal_mailbox")))
         # Unfinished first syncs and the longest-waiting mailboxes go first.
         return mailboxes.sorted(lambda m: (m.is_sync_complete, m.last_sync_date or datetime.datetime.min))
@@ -230,7 +230,7 @@ class OnpipelineMailbox(models.Model):
         with self._sync_lock():
             complete = True
             try:
-                with connection.imap_session(self._imap_settings()) as client, self._parse_worker() as parser:
+                with connection.imap_session(self._imap_settings(), login=self._imap_login_callable()) as client, self._parse_worker() as parser:
                     for folder in self._folders_to_sync():
                         if time.monotonic() >= deadline:
                             complete = False

@@ -279,3 +279,29 @@ class OAuthServer:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+_shared = {}
+
+
+def oauth_mail_servers(cert_dir=None):
+    """One :class:`OAuthServer` and one Dovecot that checks its tokens (passwords work there too), started
+    once per process and stopped at exit: the Odoo tier's fixtures for the sign-in bridges. ``cert_dir``:
+    the test certificates of another test server, so that the CA the tests trust covers this one too."""
+    if not _shared:
+        import atexit
+        import os
+        import shutil
+        import tempfile
+
+        from .dovecot import Dovecot
+
+        provider = OAuthServer().start()
+        atexit.register(provider.stop)
+        root = tempfile.mkdtemp(prefix="onpipeline-oauth-dovecot-")
+        if cert_dir:
+            shutil.copytree(cert_dir, os.path.join(root, "certs"))
+        dovecot = Dovecot(root=root, oauth2_introspection_url=provider.introspection_url).start()
+        atexit.register(dovecot.stop)
+        _shared.update(provider=provider, dovecot=dovecot)
+    return _shared["provider"], _shared["dovecot"]
