@@ -78,10 +78,10 @@ def test_unreadable_ca_data_is_a_config_error_naming_it(mailbox, ca_data):
     settings = dataclasses.replace(mailbox, ca_file="", ca_data=ca_data)
     with pytest.raises(errors.ConfigError) as caught:
         connection.check_imap(settings)
-    assert caught.value.reason == "ca_unreadable"
+    assert caught.value.reason == "ca_unusable"
     message = str(caught.value)
     assert "is not trusted" in message
-    assert "the trusted CA certificate in Settings cannot be read" in message
+    assert "the trusted CA certificate in Settings cannot be used" in message
     assert "Settings > CRM > Mailboxes" in message
 
 
@@ -97,8 +97,8 @@ def test_missing_ca_file_is_a_config_error(mailbox, tmp_path):
     settings = dataclasses.replace(mailbox, ca_file=str(tmp_path / "missing.pem"))
     with pytest.raises(errors.ConfigError) as caught:
         connection.check_imap(settings)
-    assert caught.value.reason == "ca_unreadable"
-    assert "missing.pem cannot be read" in str(caught.value)
+    assert caught.value.reason == "ca_unusable"
+    assert "missing.pem cannot be used: No such file" in str(caught.value)
 
 
 def test_a_valid_ca_that_does_not_sign_the_server_stays_tls_untrusted(mailbox, dovecot, tmp_path):

@@ -61,8 +61,8 @@ def test_smtp_with_an_unreadable_ca_names_it(smtp_settings):
     settings = dataclasses.replace(smtp_settings, ca_file="", ca_data="-----BEGIN CERTIFICATE-----\nAAAA\n")
     with pytest.raises(errors.ConfigError) as caught:
         smtp.send_message(settings, smtp.build_test_message("sender@example.test", "a@example.test"))
-    assert caught.value.reason == "ca_unreadable"
-    assert "the trusted CA certificate in Settings cannot be read" in str(caught.value)
+    assert caught.value.reason == "ca_unusable"
+    assert "the trusted CA certificate in Settings cannot be used" in str(caught.value)
 
 
 def test_login_over_plain_text_is_refused_with_advice(smtp_server, smtp_settings):

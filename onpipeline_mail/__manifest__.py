@@ -1,7 +1,7 @@
 {
     "name": "Onpipeline Mail",
     "summary": "Connect personal and team IMAP/SMTP mailboxes to the CRM",
-    "version": "18.0.1.0.0",
+    "version": "18.0.1.1.0",
     "category": "Sales/CRM",
     "author": "Onpipeline",
     "website": "https://www.onpipeline.com",
@@ -26,6 +26,7 @@
         "views/res_config_settings_views.xml",
         "views/onpipeline_mail_menus.xml",
         "views/onpipeline_mail_link_views.xml",
+        "views/res_config_settings_layout_views.xml",
         "views/onpipeline_mail_conversation_views.xml",
         "wizard/onpipeline_mail_link_wizard_views.xml",
     ],

@@ -252,7 +252,7 @@ def make_ssl_context(settings):
 
 def extra_ca_error(exc, settings):
     """For a certificate that failed verification while the settings' extra CA is unusable: a
-    :class:`errors.ConfigError` (reason ``ca_unreadable``) naming the CA and its problem; else None."""
+    :class:`errors.ConfigError` (reason ``ca_unusable``) naming the CA and its problem; else None."""
     if not isinstance(exc, ssl.SSLCertVerificationError) or not settings.verify_tls:
         return None
     where = "%s:%s" % (settings.host, settings.port)
@@ -261,13 +261,13 @@ def extra_ca_error(exc, settings):
         problem = _ca_data_problem(settings.ca_data)
         if problem:
             return errors.ConfigError(
-                "%s, and the trusted CA certificate in Settings cannot be read: %s Fix it in "
-                "Settings > CRM > Mailboxes." % (untrusted, problem), reason="ca_unreadable")
+                "%s, and the trusted CA certificate in Settings cannot be used: %s Fix it in "
+                "Settings > CRM > Mailboxes." % (untrusted, problem), reason="ca_unusable")
     if settings.ca_file:
         problem = _ca_file_problem(settings.ca_file)
         if problem:
-            return errors.ConfigError("%s, and the CA file %s cannot be read: %s"
-                                      % (untrusted, settings.ca_file, problem), reason="ca_unreadable")
+            return errors.ConfigError("%s, and the CA file %s cannot be used: %s"
+                                      % (untrusted, settings.ca_file, problem), reason="ca_unusable")
     return None
 
 

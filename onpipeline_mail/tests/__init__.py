@@ -9,3 +9,4 @@ from . import test_mailbox_form
 from . import test_ui_tours
 from . import test_email_views
 from . import test_sending_customer
+from . import test_settings
