@@ -14,7 +14,7 @@ import logging
 import psycopg2
 
 from odoo import _, api, fields, models, tools
-from odoo.exceptions import AccessError
+from odoo.exceptions import AccessError, UserError
 
 from odoo.addons.base.models.ir_mail_server import MailDeliveryException
 
@@ -36,6 +36,10 @@ class MailMail(models.Model):
     onpipeline_reply_to_id = fields.Many2one(
         "onpipeline.mail.message", "Answers", ondelete="set null", readonly=True,
         help="The synced email this one answers: In-Reply-To and References point to it.")
+    onpipeline_may_be_delivered = fields.Boolean(
+        "May Already Be Delivered", readonly=True, copy=False,
+        help="The SMTP server took the message but never answered, and the mailbox's Sent folder cannot tell "
+             "whether it went out: sending it again may deliver it twice, so a retry must be confirmed.")
 
     @api.model_create_multi
     def create(self, vals_list):
@@ -76,6 +80,7 @@ class MailMail(models.Model):
             "onpipeline_reply_to_id": previous[0].onpipeline_reply_to_id.id,
             "onpipeline_attempt_count": max(previous.mapped("onpipeline_attempt_count")),
         })
+        # The Resend wizard asked for these explicitly (it unticks them and says why): see mail_resend_message.
         previous.filtered(lambda mail: mail.state == "exception").cancel()
         return True
 
@@ -129,7 +134,7 @@ class MailMail(models.Model):
             # accepted the message, the mail is not left "outgoing" to be sent twice.
             attempted = mail.onpipeline_attempt_count
             mail.write({"state": "exception", "failure_reason": _("Interrupted while sending."),
-                        "onpipeline_attempt_count": attempted + 1})
+                        "onpipeline_attempt_count": attempted + 1, "onpipeline_may_be_delivered": False})
             try:
                 mailbox._check_can_send()
                 if attempted and mail._onpipeline_delivered_before(mailbox):
@@ -140,7 +145,7 @@ class MailMail(models.Model):
                 if not recipients:
                     raise errors.SendError(_("The message has no recipient."), reason="no_recipient")
                 raw = smtp.send_message(mailbox._smtp_settings(), message, from_addr=mailbox.email,
-                                        to_addrs=recipients, login=mailbox._smtp_login_callable())
+                                        to_addrs=recipients)
             except (MemoryError, psycopg2.Error):
                 raise  # the transaction is unusable: Odoo's queue rolls back and tries again later
             except Exception as exc:  # as Odoo's _send: one broken mail must not block the queue
@@ -169,6 +174,26 @@ class MailMail(models.Model):
         if user:
             user._bus_send("simple_notification", {"type": kind, "sticky": sticky, "title": title, "message": text})
 
+    def _onpipeline_sent_proves_delivery(self, mailbox):
+        """The mailbox's server files what it sends and its Sent folder can be read: a copy there proves it."""
+        files = mailbox.sent_copy_mode == "never" or (
+            mailbox.sent_copy_mode == "auto" and mailbox.server_files_sent == "yes")
+        return bool(files and mailbox.imap_host and mailbox.sudo().imap_password
+                    and outgoing.is_own_message_id(self.message_id, mailbox.email))
+
+    def mark_outgoing(self):
+        """Retry (the mail's form and list): a mail that may already have been delivered goes out again only
+        when the user confirms it ("Send Again Anyway")."""
+        unsure = self.filtered("onpipeline_may_be_delivered")
+        if unsure and not self.env.context.get("onpipeline_confirm_resend"):
+            raise UserError(_(
+                "The SMTP server took \"%(subject)s\" but never answered, and the Sent folder of the mailbox "
+                "cannot tell whether it went out: it may already have been delivered. Check with the recipients, "
+                "then use \"Send Again Anyway\" to send it a second time.",
+                subject=unsure[0].subject or ""))
+        unsure.write({"onpipeline_may_be_delivered": False})
+        return super().mark_outgoing()
+
     def _onpipeline_delivered_before(self, mailbox):
         """A retry: did an earlier attempt get through after all (the answer lost on the way back)?
 
@@ -176,14 +201,10 @@ class MailMail(models.Model):
         the mail is marked sent instead of being sent twice. For other servers
         nothing can tell, and the retry sends.
         """
-        files = mailbox.sent_copy_mode == "never" or (
-            mailbox.sent_copy_mode == "auto" and mailbox.server_files_sent == "yes")
-        if not files or not mailbox.imap_host or not mailbox._has_imap_credentials() \
-                or not outgoing.is_own_message_id(self.message_id, mailbox.email):
+        if not self._onpipeline_sent_proves_delivery(mailbox):
             return False
         try:
-            found = sent_copy.find_sent(mailbox._imap_settings(), self.message_id,
-                                        login=mailbox._imap_login_callable())
+            found = sent_copy.find_sent(mailbox._imap_settings(), self.message_id)
         except errors.MailSyncError as exc:
             _logger.info("mail.mail %s: cannot look in Sent before the retry (%s)", self.id, exc.reason)
             return False
@@ -196,16 +217,23 @@ class MailMail(models.Model):
         return delivered
 
     def _onpipeline_fail(self, mailbox, exc, raise_exception=False):
-        """The mail stays, failed with the reason (Retry and Cancel as any Odoo mail); nothing was sent."""
+        """The mail stays, failed with the reason (Retry and Cancel as any Odoo mail); nothing was sent,
+        unless the server never answered the message itself: then it says that it may have gone out."""
+        may_be_delivered = False
         if isinstance(exc, errors.MailSyncError):
             _logger.info("mail.mail %s: sending through mailbox %s failed (%s)", self.id, mailbox.id, exc.reason)
             mailbox._record_send_outcome(exc)
             reason = str(exc)
+            if exc.reason == smtp.OUTCOME_UNKNOWN and not self._onpipeline_sent_proves_delivery(mailbox):
+                may_be_delivered = True
+                reason = _("%s This mailbox's Sent folder cannot tell whether it went out: it may already have "
+                           "been delivered, and sending it again may deliver it twice. Check with the recipients "
+                           "before retrying.", reason)
         else:
             _logger.exception("mail.mail %s: sending through mailbox %s failed", self.id, mailbox.id)
             reason = tools.exception_to_unicode(exc)
         # "mail_smtp" keeps the mail (Odoo deletes those failed for a missing address): nothing is lost.
-        self.write({"state": "exception", "failure_reason": reason})
+        self.write({"state": "exception", "failure_reason": reason, "onpipeline_may_be_delivered": may_be_delivered})
         self._postprocess_sent_message(success_pids=[], failure_reason=reason, failure_type="mail_smtp")
         # Tell the author now, as the connection checks do; the chatter keeps the failure with Retry.
         self._onpipeline_tell_author(

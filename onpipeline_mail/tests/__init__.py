@@ -10,3 +10,4 @@ from . import test_ui_tours
 from . import test_email_views
 from . import test_sending_customer
 from . import test_settings
+from . import test_sending_retry
