@@ -242,8 +242,10 @@ class TestSettings(OnpipelineMailCase):
         [size] = arch.xpath("//setting[@id='onpipeline_max_size']//field[@name='onpipeline_mail_max_message_size_mb']")
         self.assertEqual(size.getparent().tag, "div", "in a div, the unit after the field is shown")
         self.assertIn("MB", "".join(size.getparent().itertext()))
-        self.assertTrue(arch.xpath("//setting[@id='onpipeline_extra_ca']//field[@name='onpipeline_mail_ca_file']"
-                                   "[@filename='onpipeline_mail_ca_filename']"))
+        [ca_file] = arch.xpath("//setting[@id='onpipeline_extra_ca']//field[@name='onpipeline_mail_ca_file']")
+        self.assertEqual(ca_file.get("filename"), "onpipeline_mail_ca_filename")
+        self.assertEqual(ca_file.get("widget"), "list.binary",
+                         "the settings screen's binary widget offers a download that fails on a field of no record")
         form = self.settings_form()
         form.onpipeline_mail_link_ignored_addresses = "noreply@\nbilling@example.com\nexample.org"
         self.save(form)
