@@ -89,6 +89,7 @@ class OnpipelineMailConversation(models.Model):
                                    search="_search_partner_ids")
     lead_ids = fields.Many2many("crm.lead", string="Deals", compute="_compute_links", search="_search_lead_ids")
     hidden_link_note = fields.Char("Not Shown", compute="_compute_links")
+    link_summary = fields.Char("Linked To", compute="_compute_links")
     link_state = fields.Selection(LINK_STATES, "Link Status", compute="_compute_links", search="_search_link_state")
     thread_html = fields.Html("Thread", compute="_compute_thread_html", sanitize=False)
     has_blocked_content = fields.Boolean(compute="_compute_thread_html")
@@ -234,7 +235,7 @@ class OnpipelineMailConversation(models.Model):
         """Contacts and deals of the conversation the user may open; the others are counted, never named."""
         if not self.ids:
             self.update({"partner_ids": False, "lead_ids": False, "hidden_link_note": False,
-                         "link_state": False})
+                         "link_summary": False, "link_state": False})
             return
         states = collections.defaultdict(set)
         for conversation, state in self.env["onpipeline.mail.message"].sudo()._read_group(
@@ -259,6 +260,8 @@ class OnpipelineMailConversation(models.Model):
             conversation.lead_ids = leads & readable_leads
             conversation.hidden_link_note = hidden_note(self.env, len(partners - readable_partners),
                                                         len(leads - readable_leads))
+            conversation.link_summary = link_summary(self.env, conversation.partner_ids, conversation.lead_ids,
+                                                     conversation.hidden_link_note)
             found = states[conversation.id]
             conversation.link_state = next(
                 (state for state in ("linked", "candidates", "pending", "not_linked") if state in found),
@@ -367,6 +370,17 @@ class OnpipelineMailConversation(models.Model):
         return len(messages)
 
 
+def link_summary(env, partners, leads, hidden):
+    """One short line for a list: the deals, the first contact (+ how many more), what is not shown."""
+    parts = leads.mapped("display_name")
+    if partners:
+        parts.append(partners[0].display_name if len(partners) == 1 else
+                     env._("%(contact)s +%(count)s", contact=partners[0].display_name, count=len(partners) - 1))
+    if hidden:
+        parts.append(hidden)
+    return " · ".join(parts) or False
+
+
 def hidden_note(env, partners, leads):
     """What a user is told about links to records they may not open: how many, never which."""
     notes = []
@@ -382,6 +396,7 @@ class OnpipelineMailMessage(models.Model):
     _inherit = "onpipeline.mail.message"
 
     hidden_link_note = fields.Char("Not Shown", compute="_compute_link_targets")
+    link_summary = fields.Char("Linked To", compute="_compute_link_targets")
 
     @api.depends("link_ids.partner_id", "link_ids.lead_id", "link_ids.is_candidate")
     @api.depends_context("uid")
@@ -404,4 +419,6 @@ class OnpipelineMailMessage(models.Model):
             message.lead_ids = message_leads & readable_leads
             message.hidden_link_note = hidden_note(self.env, len(message_partners - readable_partners),
                                                    len(message_leads - readable_leads))
+            message.link_summary = link_summary(self.env, message.partner_ids, message.lead_ids,
+                                                message.hidden_link_note)
 

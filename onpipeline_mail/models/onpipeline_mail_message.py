@@ -148,7 +148,7 @@ class OnpipelineMailMessage(models.Model):
     attachment_count = fields.Integer(
         "Files", readonly=True, help="Files attached to the email; images shown in its body are not counted.")
     has_remote_content = fields.Boolean(
-        "Remote Content", readonly=True,
+        "Remote Content", compute="_compute_body_view",
         help="The body loads images from the internet, which tells the sender the email was opened.")
     is_remote_content_shown = fields.Boolean("Remote Images Shown", readonly=True)
     body_view = fields.Html("Message", compute="_compute_body_view", sanitize=False)
@@ -181,10 +181,13 @@ class OnpipelineMailMessage(models.Model):
     def _compute_body_view(self):
         """The body as shown: remote images blocked until the user asks for them (as mail clients do)."""
         for message in self:
+            message.has_remote_content = False
             if message.body_html:
                 body = message.body_html
+                message.has_remote_content = bool(REMOTE_CONTENT_RE.search(body))
                 if not message.is_remote_content_shown:
-                    body = block_remote_content(body)[0]
+                    body, blocked = block_remote_content(body)
+                    message.has_remote_content = bool(blocked)
             else:
                 body = tools.plaintext2html(message.body_text or "")
             message.body_view = body
@@ -203,8 +206,6 @@ class OnpipelineMailMessage(models.Model):
 
     @api.model_create_multi
     def create(self, vals_list):
-        for vals in vals_list:
-            vals.setdefault("has_remote_content", bool(REMOTE_CONTENT_RE.search(str(vals.get("body_html") or ""))))
         self.env["onpipeline.mail.conversation"]._assign(vals_list)
         messages = super().create(vals_list)
         messages.conversation_id._refresh_stats()

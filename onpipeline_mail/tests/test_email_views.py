@@ -78,7 +78,7 @@ class TestSalespersonSeesNoAccessError(LinkingCase):
         row = next(row for row in rows if row["subject"] == "Offer")
         self.assertEqual(row["lead_ids"], [])
         self.assertEqual(row["partner_ids"], [{"id": self.jane.id, "display_name": self.jane.display_name}])
-        self.assertEqual(row["hidden_link_note"], "a deal you cannot open")
+        self.assertEqual(row["link_summary"], "%s · a deal you cannot open" % self.jane.display_name)
         self.assertEqual(row["attachment_count"], 1)
         # Her mailbox's Emails smart button: the same list, filtered on the mailbox.
         rows = Message.web_search_read([("mailbox_id", "=", self.mailbox.id)], view_spec(env, model, views["list"]))
@@ -105,7 +105,7 @@ class TestSalespersonSeesNoAccessError(LinkingCase):
         rows = Conversation.web_search_read([], view_spec(env, model, views["list"]))["records"]
         self.assertEqual(len(rows), 1, "the email and its reply are one conversation")
         self.assert_no_leak(rows)
-        self.assertEqual(rows[0]["hidden_link_note"], "a deal you cannot open")
+        self.assertEqual(rows[0]["link_summary"], "%s · a deal you cannot open" % self.jane.display_name)
         form = Conversation.browse(rows[0]["id"]).web_read(view_spec(env, model, views["form"]))[0]
         self.assert_no_leak(form)
         self.assertEqual({message["subject"] for message in form["message_ids"]}, {"Offer", "Re: Offer"})
@@ -198,6 +198,20 @@ class TestConversations(LinkingCase):
         self.assertEqual(root.conversation_id, reply.conversation_id)
         self.assertEqual(root.conversation_id.message_count, 2)
         self.assertEqual(root.conversation_id.subject, "Plans", "the subject of the first email")
+
+    def test_emails_stored_before_conversations_get_theirs(self):
+        root = self.deliver("Old thread")
+        reply = self.deliver("Re: Old thread", References=root.message_key)
+        conversation = root.conversation_id
+        self.env.cr.execute("UPDATE onpipeline_mail_message SET conversation_id = NULL WHERE id IN %s",
+                            [tuple((root | reply).ids)])
+        conversation.unlink()
+        (root | reply).invalidate_recordset()
+        self.assertFalse(root.conversation_id)
+        self.env["onpipeline.mail.conversation"]._backfill()
+        self.assertTrue(root.conversation_id)
+        self.assertEqual(reply.conversation_id, root.conversation_id)
+        self.assertEqual(root.conversation_id.message_count, 2)
 
     def test_storing_costs_the_same_queries_for_5_or_25_emails(self):
         folder = self.mailbox.folder_ids.filtered(lambda folder: folder.name == "INBOX")
