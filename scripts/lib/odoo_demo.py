@@ -4,11 +4,53 @@ Run by scripts/demo-odoo with Odoo's python, after the addon is installed.
 """
 
 import argparse
+import contextlib
 import datetime
 import logging
 import os
 import sys
 import time
+
+
+def load_odoo(odoo_dir, addons_path, db_port, data_dir):
+    """Import Odoo from ``odoo_dir`` and point it at the throwaway cluster; return the ``odoo`` package."""
+    sys.path.insert(0, odoo_dir)
+    import odoo
+
+    odoo.tools.config.parse_config([
+        "-c", os.devnull, "--db_host", "127.0.0.1", "--db_port", db_port, "--db_user", "odoo",
+        "--addons-path", addons_path, "--data-dir", data_dir, "--log-level", "warn",
+    ])
+    logging.getLogger("imapclient").setLevel(logging.WARNING)
+    return odoo
+
+
+@contextlib.contextmanager
+def mail_servers(work, address, password, layout):
+    """Dovecot and SMTP servers on 127.0.0.1 with one account, its folders laid out as ``layout``
+    (engine/testing/accounts.py); yields ``(dovecot, smtp, account)``, ``account`` being the
+    engine's ServerSettings for it. Both servers stop on exit. Needs load_odoo() first."""
+    from odoo.addons.onpipeline_mail.engine.connection import ServerSettings
+    from odoo.addons.onpipeline_mail.engine.testing import accounts
+    from odoo.addons.onpipeline_mail.engine.testing.dovecot import Dovecot
+    from odoo.addons.onpipeline_mail.engine.testing.smtp_server import SmtpServer
+
+    with Dovecot(root=os.path.join(work, "dovecot")) as dovecot, \
+            SmtpServer(os.path.join(dovecot.root, "certs")) as smtp:
+        dovecot.add_user(address, password)
+        smtp.add_user(address, password)
+        account = ServerSettings("127.0.0.1", dovecot.tls_port, "ssl", address, password, ca_file=dovecot.ca_file)
+        accounts.provision(account, layout)
+        yield dovecot, smtp, account
+
+
+def mailbox_server_values(dovecot, smtp, password):
+    """The onpipeline.mailbox values that connect it to the servers of mail_servers()."""
+    return {
+        "imap_host": "127.0.0.1", "imap_port": dovecot.tls_port, "imap_security": "ssl",
+        "imap_password_input": password, "smtp_host": "127.0.0.1", "smtp_port": smtp.tls_port,
+        "smtp_security": "ssl",
+    }
 
 
 def main():
@@ -22,27 +64,12 @@ def main():
     parser.add_argument("--messages", type=int, default=120)
     args = parser.parse_args()
 
-    sys.path.insert(0, args.odoo_dir)
-    import odoo
+    odoo = load_odoo(args.odoo_dir, args.addons_path, args.db_port, args.data_dir)
     from odoo import SUPERUSER_ID, api
+    from odoo.addons.onpipeline_mail.engine.testing import mailgen
 
-    odoo.tools.config.parse_config([
-        "-c", os.devnull, "--db_host", "127.0.0.1", "--db_port", args.db_port, "--db_user", "odoo",
-        "--addons-path", args.addons_path, "--data-dir", args.data_dir, "--log-level", "warn",
-    ])
-    logging.getLogger("imapclient").setLevel(logging.WARNING)
-    from odoo.addons.onpipeline_mail.engine.connection import ServerSettings
-    from odoo.addons.onpipeline_mail.engine.testing import accounts, mailgen
-    from odoo.addons.onpipeline_mail.engine.testing.dovecot import Dovecot
-    from odoo.addons.onpipeline_mail.engine.testing.smtp_server import SmtpServer
-
-    with Dovecot(root=os.path.join(args.work, "dovecot")) as dovecot, \
-            SmtpServer(os.path.join(dovecot.root, "certs")) as smtp:
-        address, password = "jane@example.test", "demo-password"
-        dovecot.add_user(address, password)
-        smtp.add_user(address, password)
-        account = ServerSettings("127.0.0.1", dovecot.tls_port, "ssl", address, password, ca_file=dovecot.ca_file)
-        accounts.provision(account, "gmail")
+    address, password = "jane@example.test", "demo-password"
+    with mail_servers(args.work, address, password, "gmail") as (dovecot, smtp, account):
         now = datetime.datetime.now(datetime.timezone.utc)
         sample = mailgen.generate_messages(args.messages, seed=7, start=now - datetime.timedelta(days=80), end=now,
                                            mailbox=("Jane Seller", address))
@@ -76,9 +103,7 @@ def main():
 
             started = time.monotonic()
             mailbox = Mailbox.create({
-                "email": address, "imap_host": "127.0.0.1", "imap_port": dovecot.tls_port, "imap_security": "ssl",
-                "imap_password_input": password, "smtp_host": "127.0.0.1", "smtp_port": smtp.tls_port,
-                "smtp_security": "ssl", "sync_window": "3m",
+                "email": address, **mailbox_server_values(dovecot, smtp, password), "sync_window": "3m",
             })
             print("saved with the right password -> %s in %.2f s (capabilities: %s...)" % (
                 mailbox.state, time.monotonic() - started, mailbox.capabilities[:60]))
