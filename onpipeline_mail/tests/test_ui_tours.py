@@ -6,14 +6,18 @@ ONPIPELINE_TOUR_SCREENSHOTS=<folder> saves a PNG at each ``screenshot(...)`` ste
 """
 
 import base64
+import email
+import email.policy
 import json
 import os
 import urllib.parse
 from unittest.mock import patch
 
+from odoo.exceptions import AccessError
 from odoo.tests import HttpCase, tagged
 from odoo.tests.common import ChromeBrowser
 
+from ..engine.connection import imap_session
 from .common import OnpipelineMailCase, append, make_message
 
 SCREENSHOT_SIGNAL = "onpipeline-screenshot "
@@ -26,6 +30,7 @@ class TestUiTours(HttpCase, OnpipelineMailCase):
     def setUpClass(cls):
         super().setUpClass()
         cls.customer = cls.env["res.partner"].create({"name": "Carl Customer", "email": "carl@client.example"})
+        cls.other_customer = cls.env["res.partner"].create({"name": "Olga Other", "email": "olga@other.example"})
 
     # ------------------------------------------------------------------
     # helpers
@@ -88,3 +93,86 @@ class TestUiTours(HttpCase, OnpipelineMailCase):
         self.assertEqual(sorted(mailbox.folder_ids.filtered("is_selected").mapped("role")), ["inbox", "sent"])
         message = self.env["onpipeline.mail.message"].search([("mailbox_id", "=", mailbox.id)])
         self.assertEqual(message.mapped("subject"), [subject])
+
+    # ------------------------------------------------------------------
+    # Flow 2: the team mailbox, from the Sales Team form
+    # ------------------------------------------------------------------
+
+    def test_crm_admin_connects_the_team_mailbox_from_the_sales_team_form(self):
+        self.assertFalse(self.user_sales_admin.has_group("base.group_system"), "a CRM admin, not a system admin")
+        account = self.new_account(layout="plain", prefix="tourteam")
+        self.run_tour("onpipeline_mail_team_mailbox", "crm_admin", self.tour_config(account, team=self.team_east.name))
+
+        self.env.invalidate_all()
+        mailbox = self.team_east.onpipeline_mailbox_id
+        self.assertEqual(mailbox.email, account.username)
+        self.assertEqual(mailbox.mailbox_type, "team")
+        self.assertFalse(mailbox.user_id)
+        self.assertEqual(mailbox.state, "connected")
+
+    # ------------------------------------------------------------------
+    # Flow 3: the synced email on the deal, a reply from the deal's chatter
+    # ------------------------------------------------------------------
+
+    def connected_mailbox(self, user, prefix):
+        account = self.new_account(layout="plain", prefix=prefix)
+        return account, self.create_mailbox(account, user=user)
+
+    def test_salesperson_sees_the_email_on_the_deal_and_replies_from_its_chatter(self):
+        self.env["ir.config_parameter"].sudo().set_param("onpipeline_mail.sent_copy_wait", "0.5")
+        account, mailbox = self.connected_mailbox(self.user_alice, "tourdeal")
+        deal = self.env["crm.lead"].create({
+            "name": "Tour deal: 40 seats", "type": "opportunity", "partner_id": self.customer.id,
+            "user_id": self.user_alice.id, "team_id": self.team_east.id})
+        subject = "Seats for next quarter"
+        append(account, "INBOX", make_message(
+            subject, sender="Carl Customer <carl@client.example>", to=account.username,
+            body="Could you send us a quote for 40 seats?"))
+        mailbox._sync()
+        self.assertTrue(deal.message_ids.filtered(lambda m: m.subject == subject), "history copy on the deal")
+
+        reply = "Here is the quote for the 40 seats."
+        self.run_tour("onpipeline_mail_deal_reply", "alice", self.tour_config(
+            deal=deal.name, subject=subject, body="Could you send us a quote for 40 seats?", reply=reply))
+
+        self.env.invalidate_all()
+        # The browser's requests share the test cursor, whose commit drops post-commit hooks: the
+        # mail is sent by the queue's scheduled action, as when the server's post-commit send fails.
+        self.env["mail.mail"].sudo().process_email_queue()
+        [received] = [message for message in self.smtp.received if message.login == account.username]
+        self.assertEqual(received.rcpt_tos, ["carl@client.example"])
+        sent = email.message_from_bytes(received.data, policy=email.policy.default)
+        self.assertEqual([address.addr_spec for address in sent["To"].addresses], ["carl@client.example"])
+        self.assertEqual(sent["From"].addresses[0].addr_spec, account.username)
+        html = sent.get_body(("html",)).get_content()
+        self.assertIn(reply, html)
+        self.assertNotIn("Powered by", html)
+        self.assertNotIn(deal.name, html, "no deal banner")
+        self.assertNotIn("Odoo", received.data.decode(errors="replace").split("\r\n\r\n", 1)[1],
+                         "nothing of Odoo in the body")
+        with imap_session(account) as client:
+            client.select_folder("Sent", readonly=True)
+            self.assertEqual(len(client.search(["HEADER", "Message-ID", sent["Message-ID"]])), 1,
+                             "one copy in IMAP Sent")
+
+    # ------------------------------------------------------------------
+    # Flow 4: own documents only, one email linked to a colleague's deal
+    # ------------------------------------------------------------------
+
+    def test_salesperson_with_own_documents_opens_emails_conversations_and_mailbox(self):
+        account, mailbox = self.connected_mailbox(self.user_alice, "touraccess")
+        bob_deal = self.env["crm.lead"].create({
+            "name": "Bob's renewal", "type": "opportunity", "partner_id": self.other_customer.id,
+            "user_id": self.user_bob.id, "team_id": self.team_west.id})
+        subject = "Renewal terms"
+        append(account, "INBOX", make_message(subject, sender="Olga Other <olga@other.example>", to=account.username))
+        append(account, "INBOX", make_message("Lunch on Friday?", sender="Carl Customer <carl@client.example>",
+                                              to=account.username))
+        mailbox._sync()
+        links = self.env["onpipeline.mail.link"].sudo().search([("lead_id", "=", bob_deal.id)])
+        self.assertTrue(links, "the email is linked to Bob's deal")
+        with self.assertRaises(AccessError):
+            bob_deal.with_user(self.user_alice).check_access("read")
+
+        self.run_tour("onpipeline_mail_own_documents", "alice", self.tour_config(
+            subject=subject, other_subject="Lunch on Friday?", email=account.username))

@@ -11,7 +11,27 @@ export function tourConfig() {
     if (!cookie) {
         throw new Error("onpipeline_tour cookie missing: start this tour from tests/test_ui_tours.py");
     }
+    failOnErrorDialog();
     return JSON.parse(decodeURIComponent(cookie.slice("onpipeline_tour=".length)));
+}
+
+/** An error dialog (Access Error, Validation Error, server error...) fails the tour at once, with its
+    text: a step that only waits for an element could otherwise pass on the screen under the dialog,
+    and a handled server error is not a console error by itself. */
+function failOnErrorDialog() {
+    if (window.__onpipelineErrorWatch) {
+        return;
+    }
+    const check = () => {
+        const dialog = document.querySelector(".o_error_dialog");
+        if (dialog && !window.__onpipelineErrorReported) {
+            window.__onpipelineErrorReported = true;
+            const modal = dialog.closest(".modal-content") || dialog;
+            console.error(`Error dialog shown: ${modal.innerText.replace(/\s+/g, " ").trim()}`);
+        }
+    };
+    window.__onpipelineErrorWatch = new MutationObserver(check);
+    window.__onpipelineErrorWatch.observe(document.body, { childList: true, subtree: true });
 }
 
 /** Open *CRM > <section> > <item>* through the top menu, as a person does. */
