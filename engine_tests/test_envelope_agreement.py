@@ -9,7 +9,10 @@ Dovecot returns raw values; they are read here with the engine's own
 decoders (``decode_header_value``, ``normalize_address``,
 ``normalize_message_id``), which ``test_parse.py`` tests. What this test
 checks is that both read the same headers: the same lines of the header
-block, the same bytes. The differences that remain are listed in
+block, the same bytes. So raw encoded words (Dovecot returns them as sent),
+groups (Dovecot marks where a group starts and ends; we list its members)
+and comments (both take one as the display name when there is no other)
+make no difference here. The differences that remain are listed in
 ``DIFFERENCES``, each with why it is deliberate, and each is recognized
 from the message itself, not from the values compared. Any other
 difference fails the test. The counts are printed (``pytest -s``).
