@@ -403,7 +403,7 @@ class Browser:
             // counted per column.
             const cut = el => el.scrollWidth > el.clientWidth + 1;
             for (const el of document.querySelectorAll(
-                    'th, .badge, .o_tag, .o_field_widget input, .o_breadcrumb .active, .o_statusbar_status button')) {
+                    'th, th span, .badge, .o_tag, .o_field_widget input, .o_breadcrumb .active, .o_statusbar_status button')) {
                 if (visible(el) && cut(el)) out.push('cut: "' + (el.value || text(el)) + '" (' + el.tagName.toLowerCase()
                                                      + (el.closest('[name]') ? ' in ' + el.closest('[name]').getAttribute('name') : '') + ')');
             }
