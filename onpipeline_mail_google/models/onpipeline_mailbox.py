@@ -153,7 +153,7 @@ class OnpipelineMailbox(models.Model):
         if not self.google_sign_in_ready:
             raise UserError(_(
                 "Sign in with Google is not set up: an administrator enters the Google OAuth client ID and secret "
-                "in Settings > General Settings > Discuss (Custom Email Servers, Use a Gmail Server). Until then, "
+                "in Settings > General Settings > Emails (Use Custom Email Servers, Use a Gmail Server). Until then, "
                 "use an app password."))
         url = self.sudo().google_gmail_uri
         # Google preselects the account of the mailbox.

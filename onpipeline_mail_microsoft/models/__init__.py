@@ -1,0 +1,1 @@
+from . import onpipeline_mailbox
