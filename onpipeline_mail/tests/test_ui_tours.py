@@ -132,28 +132,40 @@ class TestUiTours(HttpCase, OnpipelineMailCase):
         self.assertTrue(deal.message_ids.filtered(lambda m: m.subject == subject), "history copy on the deal")
 
         reply = "Here is the quote for the 40 seats."
+        reply2 = "The quote is valid until the end of the month."
         self.run_tour("onpipeline_mail_deal_reply", "alice", self.tour_config(
-            deal=deal.name, subject=subject, body="Could you send us a quote for 40 seats?", reply=reply))
+            deal=deal.name, subject=subject, body="Could you send us a quote for 40 seats?", reply=reply,
+            reply2=reply2, email=account.username))
 
         self.env.invalidate_all()
         # The browser's requests share the test cursor, whose commit drops post-commit hooks: the
-        # mail is sent by the queue's scheduled action, as when the server's post-commit send fails.
+        # mails are sent by the queue's scheduled action, as when the post-commit send did not run.
         self.env["mail.mail"].sudo().process_email_queue()
-        [received] = [message for message in self.smtp.received if message.login == account.username]
-        self.assertEqual(received.rcpt_tos, ["carl@client.example"])
-        sent = email.message_from_bytes(received.data, policy=email.policy.default)
-        self.assertEqual([address.addr_spec for address in sent["To"].addresses], ["carl@client.example"])
-        self.assertEqual(sent["From"].addresses[0].addr_spec, account.username)
-        html = sent.get_body(("html",)).get_content()
-        self.assertIn(reply, html)
-        self.assertNotIn("Powered by", html)
-        self.assertNotIn(deal.name, html, "no deal banner")
-        self.assertNotIn("Odoo", received.data.decode(errors="replace").split("\r\n\r\n", 1)[1],
-                         "nothing of Odoo in the body")
-        with imap_session(account) as client:
-            client.select_folder("Sent", readonly=True)
-            self.assertEqual(len(client.search(["HEADER", "Message-ID", sent["Message-ID"]])), 1,
-                             "one copy in IMAP Sent")
+        received = [message for message in self.smtp.received if message.login == account.username]
+        self.assertEqual(len(received), 2, "the chatter message and the reply")
+        original = self.env["onpipeline.mail.message"].sudo().search(
+            [("mailbox_id", "=", mailbox.id), ("subject", "=", subject)])
+        for message, text in zip(received, (reply, reply2), strict=True):
+            with self.subTest(text=text):
+                self.assertEqual(message.rcpt_tos, ["carl@client.example"])
+                sent = email.message_from_bytes(message.data, policy=email.policy.default)
+                self.assertEqual([address.addr_spec for address in sent["To"].addresses], ["carl@client.example"])
+                self.assertEqual(sent["From"].addresses[0].addr_spec, account.username)
+                self.assertIsNone(sent["Bcc"])
+                html = sent.get_body(("html",)).get_content()
+                self.assertIn(text, html)
+                body = message.data.decode(errors="replace").split("\r\n\r\n", 1)[1]
+                self.assertNotIn("Powered by", body)
+                self.assertNotIn("Odoo", body, "nothing of Odoo in the body")
+                self.assertNotIn(deal.name, body, "no deal banner")
+                with imap_session(account) as client:
+                    client.select_folder("Sent", readonly=True)
+                    self.assertEqual(len(client.search(["HEADER", "Message-ID", sent["Message-ID"]])), 1,
+                                     "one copy in IMAP Sent")
+        answer = email.message_from_bytes(received[1].data, policy=email.policy.default)
+        self.assertEqual(answer["Subject"], "Re: %s" % subject)
+        self.assertEqual(answer["In-Reply-To"], original.message_id)
+        self.assertIn(original.message_id, answer["References"])
 
     # ------------------------------------------------------------------
     # Flow 4: own documents only, one email linked to a colleague's deal

@@ -1,10 +1,11 @@
 /** @odoo-module **/
 /* Flow 3: the synced email is in the deal's chatter and under CRM > Mail > Emails; the salesperson
-   answers from the deal's chatter (Send message). The test then reads what the SMTP server got. */
+   answers from the deal's chatter (Send message), then from the email itself (Reply, the composer,
+   Send). The test then reads what the SMTP server got and what IMAP Sent holds. */
 
 import { registry } from "@web/core/registry";
 import { stepUtils } from "@web_tour/tour_service/tour_utils";
-import { openCrmMenu, screenshot, tourConfig } from "./tour_utils";
+import { openCrmMenu, openMenuItem, screenshot, tourConfig } from "./tour_utils";
 
 registry.category("web_tour.tours").add("onpipeline_mail_deal_reply", {
     url: "/odoo",
@@ -66,6 +67,47 @@ registry.category("web_tour.tours").add("onpipeline_mail_deal_reply", {
                 trigger: `.o-mail-Chatter .o-mail-Message:contains('${cfg.reply}'):not(:has(.fa-envelope.text-danger))`,
             },
             screenshot("04_deal_chatter_reply"),
+            ...openMenuItem("onpipeline_mail.onpipeline_mail_menu_root",
+                "onpipeline_mail.onpipeline_mail_message_menu", "Emails"),
+            {
+                content: "Open the customer's email",
+                trigger: `.o_list_view .o_data_row td[name='subject']:contains('${cfg.subject}'):not(:contains('Re:'))`,
+                run: "click",
+            },
+            {
+                content: "Reply",
+                trigger: ".o_form_view .o_form_statusbar button[name='action_reply']",
+                run: "click",
+            },
+            {
+                content: "The composer sends from the personal mailbox",
+                trigger: `.modal .o_field_widget[name='onpipeline_mailbox_id'] input:value('${cfg.email}')`,
+            },
+            {
+                content: "to the customer",
+                trigger: ".modal .o_field_widget[name='partner_ids']:contains('Carl Customer')",
+            },
+            {
+                content: "with the email's subject",
+                trigger: `.modal .o_field_widget[name='subject'] input:value('Re: ${cfg.subject}')`,
+            },
+            screenshot("05a_reply_composer_opened"),
+            {
+                content: "Write above the quoted email",
+                trigger: ".modal .o_field_widget[name='body'] .odoo-editor-editable > p:first-child",
+                run: `editor ${cfg.reply2}`,
+            },
+            screenshot("05_reply_composer"),
+            {
+                content: "Send",
+                trigger: ".modal .o_mail_send:enabled",
+                run: "click",
+            },
+            {
+                content: "The composer closes",
+                trigger: "body:not(:has(.modal))",
+            },
+            screenshot("06_after_reply"),
         ];
     },
 });

@@ -51,6 +51,22 @@ export function openCrmMenu(sectionXmlid, itemXmlid, description) {
     ];
 }
 
+/** Open *<section> > <item>* of the app already open. */
+export function openMenuItem(sectionXmlid, itemXmlid, description) {
+    return [
+        {
+            content: `Open the menu section of ${description}`,
+            trigger: `.o_main_navbar .o_menu_sections [data-menu-xmlid='${sectionXmlid}']`,
+            run: "click",
+        },
+        {
+            content: `Open ${description}`,
+            trigger: `.o-dropdown--menu [data-menu-xmlid='${itemXmlid}']`,
+            run: "click",
+        },
+    ];
+}
+
 /** A screenshot of the screen as it is now (only when the test asks for them). */
 export function screenshot(name) {
     return {
