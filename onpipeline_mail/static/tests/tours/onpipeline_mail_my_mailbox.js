@@ -80,10 +80,8 @@ registry.category("web_tour.tours").add("onpipeline_mail_my_mailbox", {
                 run: "click",
             },
             {
-                // PRODUCT BUG (models/onpipeline_mailbox_sync.py, action_sync_now returns True): the
-                // form only reloads, nothing says the sync ran, how many emails came or that it goes on.
-                content: "PRODUCT BUG if this fails: Sync now tells what it did (a notification)",
-                trigger: ".o_notification",
+                content: "Sync now says what it did",
+                trigger: ".o_notification:contains('1 new email')",
             },
             screenshot("05_my_mailbox_synced"),
             {
