@@ -9,6 +9,7 @@ the exchange itself is real HTTP. The sign-in goes through the real
 ``/google_gmail/confirm`` route with the state google_gmail's mixin made.
 """
 
+import email
 import os
 import time
 import urllib.parse
@@ -18,7 +19,8 @@ import requests
 from odoo.exceptions import AccessError
 from odoo.tests import HttpCase, tagged
 
-from odoo.addons.onpipeline_mail.engine.connection import ServerSettings
+from odoo.addons.onpipeline_mail.engine.connection import ServerSettings, imap_session
+from odoo.addons.onpipeline_mail.engine.testing.accounts import provision
 from odoo.addons.onpipeline_mail.engine.testing.oauth_server import oauth_mail_servers
 from odoo.addons.onpipeline_mail.tests.common import OnpipelineMailCase, append, make_message
 
@@ -119,6 +121,27 @@ class TestGoogleSignIn(HttpCase, OnpipelineMailCase):
         [received] = self.smtp.messages_to("google-dest@example.test")
         self.assertEqual(received.login, account.username)
         self.assertIn(b"From: " + account.username.encode(), received.data)
+
+    def test_composer_sends_and_files_the_copy_with_the_token(self):
+        """Sending from a deal: SMTP and the copy in Sent (IMAP APPEND) both log in with the token."""
+        account = self.new_google_account()
+        provision(account, "plain")
+        mailbox = self.create_google_mailbox(account)
+        self.sign_in(mailbox, self.user_alice)
+        self.env["ir.config_parameter"].sudo().set_param("onpipeline_mail.sent_copy_wait", "0.5")
+        customer = self.env["res.partner"].create({"name": "Carl Customer", "email": "carl@client.example"})
+        lead = self.env["crm.lead"].create({"name": "Big deal", "type": "opportunity", "partner_id": customer.id,
+                                            "user_id": self.user_alice.id})
+        composer = self.env["mail.compose.message"].with_user(self.user_alice).with_context(
+            default_model="crm.lead", default_res_ids=lead.ids, default_composition_mode="comment",
+        ).create({"subject": "Our offer", "body": "<p>Hello</p>", "partner_ids": [(6, 0, customer.ids)]})
+        self.assertEqual(composer.onpipeline_mailbox_id, mailbox)
+        composer.action_send_mail()
+        [received] = [m for m in self.smtp.messages_to("carl@client.example") if m.login == account.username]
+        message_id = email.message_from_bytes(received.data)["Message-ID"]
+        with imap_session(account) as client:
+            client.select_folder("Sent", readonly=True)
+            self.assertEqual(len(client.search(["HEADER", "Message-ID", message_id])), 1)
 
     def test_expired_token_refreshed_during_sync(self):
         account = self.new_google_account()
