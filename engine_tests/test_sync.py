@@ -365,6 +365,130 @@ def test_a_message_that_kills_the_connection_can_be_isolated(mailbox, dovecot):
     assert store.batches[-1].done
 
 
+class Folders:
+    """The caller's side for several folders: a Store each, failures retried as the caller would."""
+
+    def __init__(self, names):
+        self.stores = {name: Store() for name in names}
+
+    def run(self, settings, window_start, **options):
+        """One run over every folder on one :class:`~sync.Session`: a folder that loses the connection
+        does not stop the others; then the recorded failures are retried. Returns the session."""
+        with sync.Session(settings) as session:
+            for name, store in self.stores.items():
+                try:
+                    for batch in sync.sync_folder(session, name, store.state, window_start, **options):
+                        store.commit(batch)
+                except errors.ConnectError:
+                    session.reopen()
+            for name, store in self.stores.items():
+                if store.failures:
+                    result = sync.retry_uids(session, name, store.state.uidvalidity, sorted(store.failures))
+                    for uid, message, _meta in result.messages:
+                        store.uids.append(uid)
+                        store.keys.append(message.message_id_key)
+                        del store.failures[uid]
+                    store.failures.update(dict(result.failures))
+            return session
+
+
+def test_a_message_that_drops_the_connection_is_isolated_in_the_first_batch_of_a_first_sync(mailbox, dovecot):
+    messages = sixty_days(12)
+    uids = mailgen.append_messages(mailbox, "INBOX", messages)
+    sent = sixty_days(5, seed=17)
+    mailgen.append_messages(mailbox, "Sent", sent, create=True)
+    dovecot.damage_message(mailbox.username, messages[-2].message_id)  # among the newest: in the first batch
+    folders = Folders(["INBOX", "Sent"])
+    session = folders.run(mailbox, datetime.date(2025, 12, 1), batch_size=8)
+    inbox = folders.stores["INBOX"]
+    # Isolated in the same run: halves of the batch on new connections, down to the message.
+    assert list(inbox.failures) == [uids[-2]] and "dropped the connection" in inbox.failures[uids[-2]]
+    assert 2 <= session.reopens <= 6
+    assert sorted(inbox.uids) == uids[:-2] + uids[-1:]
+    assert inbox.batches[-1].done and inbox.state.uidvalidity and inbox.state.backfill_uid is None
+    assert inbox.batches[0].failures == ((uids[-2], inbox.failures[uids[-2]]),), "reported with its batch"
+    assert set(folders.stores["Sent"].keys) == keys_since(sent, datetime.date(2025, 12, 1)), "other folders go on"
+    # Later runs: nothing twice, the message stays on record (retried), nothing blocks.
+    for _run in range(10):
+        folders.run(mailbox, datetime.date(2025, 12, 1), batch_size=8)
+    assert sorted(inbox.uids) == uids[:-2] + uids[-1:] and list(inbox.failures) == [uids[-2]]
+    assert len(folders.stores["Sent"].uids) == len(sent)
+
+
+def test_a_message_that_drops_the_connection_after_a_uidvalidity_change(mailbox, dovecot):
+    messages = sixty_days(10)
+    mailgen.append_messages(mailbox, "Clients", messages, create=True)
+    folders = Folders(["Clients"])
+    folders.run(mailbox, datetime.date(2025, 12, 1), batch_size=4)
+    before = folders.stores["Clients"].state
+    with imap_session(mailbox) as client:
+        client.delete_folder("Clients")
+    uids = mailgen.append_messages(mailbox, "Clients", messages, create=True)
+    dovecot.damage_message(mailbox.username, messages[-1].message_id, folder="Clients")
+    store = folders.stores["Clients"] = Store(before)
+    folders.run(mailbox, datetime.date(2025, 12, 1), batch_size=4)
+    assert store.batches[0].action == "resync" and store.state.uidvalidity != before.uidvalidity
+    assert list(store.failures) == [uids[-1]] and sorted(store.uids) == uids[:-1]
+    assert store.batches[-1].done
+
+
+# Before the first body FETCH is sent; before its completion (CAPABILITY, LOGIN, ENABLE, STATUS, EXAMINE, SEARCH,
+# sizes, then the bodies: the 8th reply); with a TCP reset.
+@pytest.mark.parametrize("cut", [dict(match=b"BODY.PEEK[]"), dict(replies=8), dict(match=b"BODY.PEEK[]", how="reset")])
+def test_a_transient_cut_in_the_first_batch_records_no_failure(plain_mailbox, proxy, cut):
+    messages = sixty_days(12)
+    uids = mailgen.append_messages(plain_mailbox, "INBOX", messages)
+    folders = Folders(["INBOX"])
+    proxy.clear_cuts()
+    proxy.cut_next(**cut)
+    first = len(proxy.connections)
+    session = folders.run(dataclasses.replace(plain_mailbox, port=proxy.port), datetime.date(2025, 12, 1))
+    assert proxy.connections[first].was_cut and session.reopens == 1
+    store = folders.stores["INBOX"]
+    assert store.failures == {} and sorted(store.uids) == uids and store.batches[-1].done
+
+
+def test_a_lost_connection_stops_one_folder_not_the_others(plain_mailbox, proxy):
+    mailgen.append_messages(plain_mailbox, "INBOX", sixty_days(4))
+    mailgen.append_messages(plain_mailbox, "Sent", sixty_days(3, seed=18), create=True)
+    folders = Folders(["INBOX", "Sent"])
+    proxy.clear_cuts()
+    proxy.cut_next(match=b'EXAMINE "INBOX"')
+    folders.run(dataclasses.replace(plain_mailbox, port=proxy.port), datetime.date(2025, 12, 1))
+    assert folders.stores["INBOX"].uids == [] and len(folders.stores["Sent"].uids) == 3
+    folders.run(dataclasses.replace(plain_mailbox, port=proxy.port), datetime.date(2025, 12, 1))
+    assert len(folders.stores["INBOX"].uids) == 4
+
+
+def test_a_refused_resync_reads_nothing(mailbox):
+    mailgen.append_messages(mailbox, "Clients", sixty_days(4), create=True)
+    store = Store()
+    run_sync(mailbox, store, WINDOW, folder="Clients")
+    with imap_session(mailbox) as client:
+        client.delete_folder("Clients")
+    mailgen.append_messages(mailbox, "Clients", sixty_days(4), create=True)
+    with imap_session(mailbox) as client:
+        before = sync.command_count(client)
+        with pytest.raises(errors.UidValidityError) as caught:
+            list(sync.sync_folder(client, "Clients", store.state, WINDOW, resync=False))
+        assert sync.command_count(client) - before == 2, "ENABLE and STATUS: no EXAMINE, no FETCH"
+    assert caught.value.uidvalidity != store.state.uidvalidity
+
+
+def test_a_session_gives_up_after_its_reopens(mailbox, dovecot):
+    messages = sixty_days(6)
+    mailgen.append_messages(mailbox, "INBOX", messages)
+    dovecot.damage_message(mailbox.username, messages[-1].message_id)
+    with sync.Session(mailbox, max_reopens=1) as session:
+        with pytest.raises(errors.ConnectError) as caught:
+            list(sync.sync_folder(session, "INBOX", None, datetime.date(2025, 12, 1)))
+        # One new connection, then the half with the message dropped it again: the run stops there.
+        assert session.reopens == 1 and caught.value.reason == "dropped_during_fetch"
+        with pytest.raises(errors.ConnectError) as caught:
+            session.reopen()
+        assert caught.value.reason == "dropped_repeatedly"
+
+
 # -- servers without CONDSTORE -------------------------------------------------------------------------------------
 
 def test_sync_without_condstore(mailbox_without_condstore):

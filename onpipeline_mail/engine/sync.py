@@ -23,6 +23,16 @@ Order of work in a run:
 Batches are bounded by count and bytes (sizes are fetched first), so memory
 depends on the batch, not on the mailbox. Nothing here sets a flag,
 moves or deletes: bodies are read with ``BODY.PEEK[]`` in an EXAMINEd folder.
+
+Given a :class:`Session` (rather than a bare client), a batch whose FETCH
+drops the connection is fetched again in halves, each on a new connection,
+down to the message that drops it on its own (Dovecot drops the connection
+every time it reads a damaged file): that message becomes a failure of the
+batch, recorded and retried like any other, and the rest of the batch is
+handed over, so one bad message never holds back its folder. A drop
+anywhere else ends the folder's run with :class:`~.errors.ConnectError`;
+what was handed over stays, and the caller goes on with its other folders
+after :meth:`Session.reopen`.
 """
 
 import dataclasses
@@ -32,14 +42,100 @@ import weakref
 
 from imapclient import exceptions as imap_exc
 
-from . import errors, fetch, parse, parse_worker
-from .state import FolderState, as_date, examine_folder, plan_sync, read_folder_status
+from . import connection, errors, fetch, parse, parse_worker
+from .state import RESYNC, FolderState, as_date, examine_folder, plan_sync, read_folder_status
 
 DEFAULT_BATCH_SIZE = 50
 DEFAULT_MAX_BATCH_BYTES = 20 * 1024 * 1024
 
+#: New connections a :class:`Session` may open after drops: isolating a message that drops the
+#: connection costs about log2(batch size) + 2 of them.
+MAX_REOPENS = 40
+#: What a dropped or silent connection raises inside imapclient (a read timeout is an OSError).
+DROPS = (imap_exc.IMAPClientAbortError, OSError)
+
 # Connections on which CONDSTORE was enabled (or implied by a STATUS HIGHESTMODSEQ).
 _condstore_clients = weakref.WeakSet()
+
+
+class Session:
+    """The IMAP connection of one sync, opened again when the server drops it.
+
+    ::
+
+        with sync.Session(settings) as session:
+            for batch in sync.sync_folder(session, "INBOX", state, window_start): ...
+
+    ``client`` is the connection in use. :func:`sync_folder` and
+    :func:`retry_uids` reopen it to isolate a message whose FETCH drops the
+    connection; after a folder ended with :class:`~.errors.ConnectError` the
+    caller calls :meth:`reopen` before the next folder (which raises
+    :class:`~.errors.ConnectError` when the server cannot be reached). Logging
+    in and closing are :func:`.connection.imap_session`'s.
+    """
+
+    def __init__(self, settings, login=None, max_reopens=MAX_REOPENS):
+        self.settings = settings
+        self.login = login
+        self.max_reopens = max_reopens
+        #: Connections opened again so far.
+        self.reopens = 0
+        self.client = None
+        self._context = None
+
+    @property
+    def can_reopen(self):
+        return self.reopens < self.max_reopens
+
+    def _open(self):
+        context = connection.imap_session(self.settings, **({"login": self.login} if self.login else {}))
+        self.client = context.__enter__()
+        self._context = context
+
+    def _drop(self, cause):
+        """Close the connection in use without a LOGOUT (its state is unknown after a drop)."""
+        context, self._context, self.client = self._context, None, None
+        if context is None:
+            return
+        cause = cause or ConnectionAbortedError("closed to open a new connection")
+        try:
+            context.__exit__(type(cause), cause, cause.__traceback__)
+        except (errors.MailSyncError, *DROPS, imap_exc.IMAPClientError):
+            pass  # the translated drop: nothing more to do with this connection
+
+    def reopen(self, cause=None):
+        """Close the connection in use and log in again; returns the new client."""
+        self._drop(cause)
+        if not self.can_reopen:
+            raise errors.ConnectError(
+                "The server dropped the connection %d times during this sync; the next run goes on from "
+                "where this one stopped." % self.reopens, reason="dropped_repeatedly")
+        self.reopens += 1
+        self._open()
+        return self.client
+
+    def __enter__(self):
+        self._open()
+        return self
+
+    def __exit__(self, exc_type, exc, traceback):
+        context, self._context, self.client = self._context, None, None
+        if context is None:
+            return False
+        return context.__exit__(exc_type, exc, traceback)
+
+
+class _FixedLink:
+    """A bare client given to :func:`sync_folder`: never reopened (a drop ends the run)."""
+
+    can_reopen = False
+
+    def __init__(self, client):
+        self.client = client
+
+
+def _link(client):
+    return client if isinstance(client, Session) else _FixedLink(client)
 
 
 class SyncedMessage(typing.NamedTuple):
@@ -89,8 +185,11 @@ class RetryResult:
 def command_count(client):
     """IMAP commands sent so far on this connection (imaplib tags each command once).
 
-    Every command is one round trip here: imapclient does not pipeline.
+    Every command is one round trip here: imapclient does not pipeline. ``client`` may be a
+    :class:`Session` (its connection in use).
     """
+    if isinstance(client, Session):
+        client = client.client
     return client._imap.tagnum
 
 
@@ -111,7 +210,7 @@ def enable_condstore(client):
 
 @dataclasses.dataclass
 class _Run:
-    client: typing.Any
+    link: typing.Any
     folder: str
     window_start: typing.Any
     status: typing.Any
@@ -122,6 +221,10 @@ class _Run:
     known_failures: frozenset
     total: int = 0
 
+    @property
+    def client(self):
+        return self.link.client
+
 
 def _truncation_reason(raw, max_message_bytes):
     if not raw.is_partial:
@@ -130,23 +233,53 @@ def _truncation_reason(raw, max_message_bytes):
             % (parse.human_size(raw.size), parse.human_size(max_message_bytes)))
 
 
+DROPPED_MESSAGE = ("The server dropped the connection each time this message was fetched (%s). It is retried "
+                   "later; if it keeps failing, the message is probably damaged on the server.")
+
+
+def _reopen(run, cause):
+    """A new connection with the run's folder EXAMINEd again, on the same UIDVALIDITY."""
+    client = run.link.reopen(cause)
+    selected = examine_folder(client, run.folder)
+    if selected.uidvalidity != run.status.uidvalidity:
+        raise errors.ConnectError("The folder %r was renumbered on the server during the sync (UIDVALIDITY %s, was "
+                                  "%s); the next run reads it again." % (run.folder, selected.uidvalidity,
+                                                                         run.status.uidvalidity),
+                                  reason="renumbered_during_sync")
+
+
+def _fetch_isolating(run, uids, sizes, dropped=False):
+    """:func:`.fetch.fetch_messages`; when the FETCH drops the connection, each half again on a new
+    connection, down to the UID that drops it alone after dropping it in a larger set (or twice when
+    alone from the start): that one comes back in ``errors``, the others are fetched."""
+    try:
+        return fetch.fetch_messages(run.client, uids, sizes, run.max_message_bytes, run.partial_bytes)
+    except DROPS as exc:
+        if not run.link.can_reopen:
+            error = errors.ConnectError(
+                "The connection dropped while fetching the messages with UIDs %s of the folder %r (%s). Try "
+                "again later." % (", ".join(map(str, uids)), run.folder, exc), reason="dropped_during_fetch")
+            error.uids = tuple(uids)
+            raise error from exc
+        cause = exc
+    _reopen(run, cause)
+    if dropped and len(uids) == 1:
+        return fetch.FetchResult(messages=(), errors=((uids[0], DROPPED_MESSAGE % cause),))
+    middle = (len(uids) + 1) // 2
+    parts = [_fetch_isolating(run, part, sizes, dropped=True) for part in (uids[:middle], uids[middle:]) if part]
+    return fetch.FetchResult(messages=sum((part.messages for part in parts), ()),
+                             missing=sum((part.missing for part in parts), ()),
+                             errors=tuple(sorted(sum((part.errors for part in parts), ()))))
+
+
 def _fetch_raw(run, uids, sizes):
     """Fetch one batch; returns (raw messages, {uid: failure text}, gone UIDs).
 
-    A connection lost during the batch's FETCH raises :class:`~.errors.ConnectError`
-    with ``uids`` = the batch: a message that makes the server drop the
-    connection every time (Dovecot does on a corrupt file) can then be
-    isolated with ``batch_size=1`` and passed in ``known_failures``.
+    On a :class:`Session`, a message that drops the connection is isolated
+    (:func:`_fetch_isolating`) and returned as a failure. On a bare client a
+    drop raises :class:`~.errors.ConnectError` with ``uids`` = the batch.
     """
-    try:
-        result = fetch.fetch_messages(run.client, uids, sizes, run.max_message_bytes, run.partial_bytes)
-    except (imap_exc.IMAPClientAbortError, OSError) as exc:
-        error = errors.ConnectError(
-            "The connection dropped while fetching the messages with UIDs %s of the folder %r (%s). Try again "
-            "later; if it always happens on the same message, sync that one alone and record it as failed."
-            % (", ".join(map(str, uids)), run.folder, exc), reason="dropped_during_fetch")
-        error.uids = tuple(uids)
-        raise error from exc
+    result = _fetch_isolating(run, list(uids), sizes)
     failures = {uid: text for uid, text in result.errors}
     gone = []
     if result.missing:
@@ -220,8 +353,12 @@ def _steps(run, plan):
 
 def sync_folder(client, folder_name, saved_state, window_start, batch_size=DEFAULT_BATCH_SIZE,
                 max_batch_bytes=DEFAULT_MAX_BATCH_BYTES, deadline=None, known_failures=(),
-                max_message_bytes=fetch.MAX_MESSAGE_BYTES, partial_bytes=fetch.PARTIAL_BYTES, parser=None):
+                max_message_bytes=fetch.MAX_MESSAGE_BYTES, partial_bytes=fetch.PARTIAL_BYTES, parser=None,
+                resync=True):
     """Sync one folder; yield :class:`SyncBatch` es, the last one with ``done=True`` unless stopped.
+
+    ``client``: a :class:`Session` (a message that drops the connection is
+    isolated and reported as failed) or a bare logged-in client.
 
     ``saved_state``: the :class:`FolderState` of the last stored batch (None
     for a first sync). ``window_start``: the first day to sync (SEARCH
@@ -234,31 +371,58 @@ def sync_folder(client, folder_name, saved_state, window_start, batch_size=DEFAU
     fetched and handed to it before batch k is yielded, so that it is parsed
     while the caller stores batch k (None: each batch is parsed when built).
 
+    ``resync``: False makes a changed UIDVALIDITY raise
+    :class:`~.errors.UidValidityError` before anything is read (a caller
+    capping how often a folder is read again from scratch).
+
     Raises :class:`~.errors.FolderMissingError` if the folder is gone or
-    cannot be selected; connection drops surface as imapclient/socket
-    errors, which :func:`.connection.imap_session` turns into
-    :class:`~.errors.ConnectError`.
+    cannot be selected, :class:`~.errors.ConnectError` when the connection
+    drops (outside a FETCH that could be isolated) or the server refuses a
+    command: the batches handed over so far stand.
     """
     if batch_size < 1 or max_batch_bytes < 1:
         raise ValueError("batch_size and max_batch_bytes must be positive")
-    saved = saved_state or FolderState()
-    window_start = as_date(window_start)
-    condstore = enable_condstore(client)
-    status = read_folder_status(client, folder_name, condstore)
+    link = _link(client)
+    try:
+        yield from _sync_folder(link, folder_name, saved_state or FolderState(), as_date(window_start), deadline,
+                                parser, resync, dict(
+                                    batch_size=batch_size, max_batch_bytes=max_batch_bytes,
+                                    max_message_bytes=max_message_bytes, partial_bytes=partial_bytes,
+                                    known_failures=frozenset(known_failures)))
+    except DROPS as exc:
+        raise _dropped(folder_name, exc) from exc
+    except imap_exc.IMAPClientError as exc:
+        raise errors.ConnectError("The server refused a command while syncing the folder %r: %s. Try again later."
+                                  % (folder_name, exc), reason="server_error") from exc
+
+
+def _dropped(folder_name, exc):
+    timeout = isinstance(exc, TimeoutError)
+    return errors.ConnectError(
+        "The connection to the server was %s while syncing the folder %r (%s). The next run goes on from where "
+        "this one stopped." % ("left without an answer" if timeout else "lost", folder_name,
+                               str(exc) or type(exc).__name__),
+        reason="timeout" if timeout else "dropped")
+
+
+def _sync_folder(link, folder_name, saved, window_start, deadline, parser, resync, limits):
+    condstore = enable_condstore(link.client)
+    status = read_folder_status(link.client, folder_name, condstore)
     plan = plan_sync(saved, status, window_start)
+    if plan.action == RESYNC and not resync:
+        raise _resync_refused(folder_name, plan)
     if not plan.needs_select:
         yield SyncBatch((), (), dataclasses.replace(plan.state, highestmodseq=status.highestmodseq), done=True,
                         total_in_window=None, action=plan.action, folder=folder_name)
         return
-    try:
-        yield from _sync_selected(client, folder_name, saved, window_start, condstore, deadline, parser, dict(
-            batch_size=batch_size, max_batch_bytes=max_batch_bytes, max_message_bytes=max_message_bytes,
-            partial_bytes=partial_bytes, known_failures=frozenset(known_failures)))
-    except imap_exc.IMAPClientAbortError:
-        raise
-    except imap_exc.IMAPClientError as exc:
-        raise errors.ConnectError("The server refused a command while syncing the folder %r: %s. Try again later."
-                                  % (folder_name, exc), reason="server_error") from exc
+    yield from _sync_selected(link, folder_name, saved, window_start, condstore, deadline, parser, resync, limits)
+
+
+def _resync_refused(folder_name, plan):
+    error = errors.UidValidityError("The folder %r was renumbered on the server (%s)." % (folder_name, plan.reason),
+                                    reason="resync_refused")
+    error.uidvalidity = plan.state.uidvalidity
+    return error
 
 
 def _work(run, plan):
@@ -275,12 +439,14 @@ def _work(run, plan):
     yield pending or ((), (), {}, plan.state), True
 
 
-def _sync_selected(client, folder_name, saved, window_start, condstore, deadline, parser, limits):
-    selected = examine_folder(client, folder_name)
+def _sync_selected(link, folder_name, saved, window_start, condstore, deadline, parser, resync, limits):
+    selected = examine_folder(link.client, folder_name)
     # EXAMINE's counters are the snapshot the run works from.
     plan = plan_sync(saved, selected, window_start)
+    if plan.action == RESYNC and not resync:
+        raise _resync_refused(folder_name, plan)
     final_modseq = selected.highestmodseq if condstore else None
-    run = _Run(client=client, folder=folder_name, window_start=window_start, status=selected, **limits)
+    run = _Run(link=link, folder=folder_name, window_start=window_start, status=selected, **limits)
 
     def seal(step, done, contents):
         """The SyncBatch of a work step, from its (messages, failures, gone)."""
@@ -325,7 +491,7 @@ def _hand_over_pipelined(run, work, seal, past_deadline, parser):
         for step, _done in work:  # only the last step is done: it is finished after the loop
             try:
                 following = fetch_step(step)
-            except errors.ConnectError:
+            except (errors.ConnectError, *DROPS):
                 if started is not None:
                     ready, started = finish(started, False), None
                     yield ready  # what was fetched is handed over before the error surfaces
@@ -350,17 +516,29 @@ def retry_uids(client, folder_name, uidvalidity, uids, max_message_bytes=fetch.M
                max_batch_bytes=DEFAULT_MAX_BATCH_BYTES):
     """Fetch again UIDs recorded as failed; returns a :class:`RetryResult`.
 
-    Raises :class:`~.errors.UidValidityError` if the folder's UIDVALIDITY is
-    no longer ``uidvalidity`` (the recorded UIDs mean nothing any more), and
-    :class:`~.errors.FolderMissingError` if the folder is gone. UIDs no longer
+    ``client``: a :class:`Session` (a message that drops the connection comes
+    back in ``failures``) or a bare client. Raises
+    :class:`~.errors.UidValidityError` if the folder's UIDVALIDITY is no
+    longer ``uidvalidity`` (the recorded UIDs mean nothing any more),
+    :class:`~.errors.FolderMissingError` if the folder is gone and
+    :class:`~.errors.ConnectError` if the connection is lost. UIDs no longer
     in the folder come back in ``gone``.
     """
-    selected = examine_folder(client, folder_name)
+    try:
+        return _retry_uids(_link(client), folder_name, uidvalidity, uids, max_message_bytes, partial_bytes,
+                           batch_size, max_batch_bytes)
+    except DROPS as exc:
+        raise _dropped(folder_name, exc) from exc
+
+
+def _retry_uids(link, folder_name, uidvalidity, uids, max_message_bytes, partial_bytes, batch_size,
+                max_batch_bytes):
+    selected = examine_folder(link.client, folder_name)
     if selected.uidvalidity != uidvalidity:
         raise errors.UidValidityError(
             "The folder %r was rebuilt on the server (UIDVALIDITY %s, was %s): its messages are matched again "
             "at the next sync." % (folder_name, selected.uidvalidity, uidvalidity))
-    run = _Run(client=client, folder=folder_name, window_start=None, status=selected, batch_size=batch_size,
+    run = _Run(link=link, folder=folder_name, window_start=None, status=selected, batch_size=batch_size,
                max_batch_bytes=max_batch_bytes, max_message_bytes=max_message_bytes, partial_bytes=partial_bytes,
                known_failures=frozenset())
     messages, failures, gone = [], [], []

@@ -231,6 +231,33 @@ class Dovecot:
         with open(os.path.join(self.root, "users", username), "w", encoding="utf-8") as handle:
             handle.write("%s:{PLAIN}%s\n" % (username, password))
 
+    def maildir(self, username, folder="INBOX"):
+        """Where ``folder`` of ``username`` is on disk: ``mail_location = maildir:~/Maildir:LAYOUT=fs``
+        puts INBOX at the root of ~/Maildir and every other folder below it by its path (``a/b``)."""
+        if self.namespace_prefix and folder.startswith(self.namespace_prefix):
+            folder = folder[len(self.namespace_prefix):]
+        root = os.path.join(self.root, "home", username, "Maildir")
+        return root if folder.upper() == "INBOX" else os.path.join(root, *folder.split("/"))
+
+    def message_file(self, username, message_id, folder="INBOX"):
+        """The file (in cur/ or new/) of the message whose source holds ``message_id``."""
+        found = []
+        for sub in ("cur", "new"):
+            directory = os.path.join(self.maildir(username, folder), sub)
+            for name in sorted(os.listdir(directory)) if os.path.isdir(directory) else ():
+                with open(os.path.join(directory, name), "rb") as handle:
+                    if message_id.encode() in handle.read():
+                        found.append(os.path.join(directory, name))
+        if len(found) != 1:
+            raise LookupError("%d files hold %s in %s of %s" % (len(found), message_id, folder, username))
+        return found[0]
+
+    def damage_message(self, username, message_id, folder="INBOX", keep=100):
+        """Cut the message's file to ``keep`` bytes, below the size Dovecot recorded for it: Dovecot then
+        drops the connection every time the message's body is fetched (its other messages still work)."""
+        with open(self.message_file(username, message_id, folder), "r+b") as handle:
+            handle.truncate(keep)
+
     def stop(self):
         if self.process and self.process.poll() is None:
             self.process.terminate()

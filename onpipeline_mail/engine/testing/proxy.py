@@ -11,12 +11,79 @@ Each accepted connection takes the next cut planned with :meth:`cut_next`
 bytes from the client to the server. At the cut the proxy forwards exactly
 that many bytes, then closes both sides, as a dropped link or a killed
 server would. :attr:`connections` records what went through.
+
+A cut can also fall on the protocol: before the client's N-th command
+(``commands=N``), before the server's N-th tagged reply (``replies=N``: the
+client has the data but never the completion), or before the first command
+holding some bytes (``match=b'EXAMINE "INBOX"'``); IMAP lines are counted
+outside literals. ``how`` is ``close`` (both sides closed), ``reset`` (the
+client gets a TCP RST) or ``stall`` (nothing more is forwarded, the
+connection stays open: the client's read timeout has to notice).
+``on_cut`` runs after the cut, e.g. to restart the server.
 """
 
 import collections
 import dataclasses
+import re
 import socket
+import struct
 import threading
+import typing
+
+HOWS = ("close", "reset", "stall")
+_LITERAL_RE = re.compile(rb"\{(\d+)\+?\}$")
+
+
+@dataclasses.dataclass
+class Cut:
+    """Where and how the next connection is cut (None: not on that count)."""
+
+    down: int | None = None
+    up: int | None = None
+    commands: int | None = None
+    replies: int | None = None
+    match: bytes | None = None
+    how: str = "close"
+    on_cut: typing.Callable | None = None
+
+    def __post_init__(self):
+        if self.how not in HOWS:
+            raise ValueError("how: one of %s" % ", ".join(HOWS))
+
+
+class _LineScanner:
+    """Where IMAP lines start in a byte stream, literals ({n} then n bytes) skipped."""
+
+    def __init__(self):
+        self.literal = 0
+        self.tail = b""
+        self.at_start = True
+
+    def feed(self, data):
+        """[(offset in data, first byte)] of the lines that start in ``data``."""
+        starts, pos, size = [], 0, len(data)
+        while pos < size:
+            if self.literal:
+                taken = min(self.literal, size - pos)
+                self.literal -= taken
+                pos += taken
+                continue
+            if self.at_start:
+                starts.append((pos, data[pos:pos + 1]))
+                self.at_start = False
+            end = data.find(b"\n", pos)
+            if end < 0:
+                self.tail = (self.tail + data[pos:])[-40:]
+                break
+            line_end = (self.tail + data[max(pos, end - 40):end]).rstrip(b"\r")[-40:]
+            self.tail = b""
+            pos = end + 1
+            literal = _LITERAL_RE.search(line_end)
+            if literal:
+                self.literal = int(literal.group(1))  # the same line goes on after the literal
+            else:
+                self.at_start = True
+        return starts
 
 
 @dataclasses.dataclass
@@ -26,6 +93,12 @@ class ProxiedConnection:
     bytes_down: int = 0
     bytes_up: int = 0
     was_cut: bool = False
+    #: Commands the client started and tagged replies the server started (forwarded or not).
+    commands: int = 0
+    replies: int = 0
+    cut: Cut | None = None
+    #: Set once the connection is closed after its cut and ``on_cut`` has returned.
+    cut_done: threading.Event = dataclasses.field(default_factory=threading.Event)
 
 
 class CuttingProxy:
@@ -41,10 +114,10 @@ class CuttingProxy:
         self._sockets = []
         self._stopping = False
 
-    def cut_next(self, down=None, up=None):
-        """Plan the cut of the next connection (None = that direction is never cut)."""
+    def cut_next(self, down=None, up=None, **options):
+        """Plan the cut of the next connection (None = that direction is never cut); ``options``: see :class:`Cut`."""
         with self._lock:
-            self._cuts.append((down, up))
+            self._cuts.append(Cut(down=down, up=up, **options))
 
     def clear_cuts(self):
         with self._lock:
@@ -71,8 +144,8 @@ class CuttingProxy:
                 client.close()
                 continue
             with self._lock:
-                down, up = self._cuts.popleft() if self._cuts else (None, None)
-                record = ProxiedConnection(down_limit=down, up_limit=up)
+                cut = self._cuts.popleft() if self._cuts else Cut()
+                record = ProxiedConnection(down_limit=cut.down, up_limit=cut.up, cut=cut)
                 self.connections.append(record)
                 self._sockets += [client, server]
             closed = threading.Event()
@@ -82,34 +155,75 @@ class CuttingProxy:
                 thread.start()
                 self._threads.append(thread)
 
-    def _pump(self, source, sink, record, direction, client, server, closed):
+    def _cut_offset(self, record, direction, data, scanner, recent):
+        """How much of ``data`` to forward before the cut, or None when the cut is not in it."""
+        cut = record.cut
+        offsets = []
         limit = record.down_limit if direction == "down" else record.up_limit
-        attribute = "bytes_" + direction
+        sent = getattr(record, "bytes_" + direction)
+        if limit is not None and sent + len(data) >= limit:
+            offsets.append(max(limit - sent, 0))
+        for offset, first in scanner.feed(data):
+            if direction == "up":
+                record.commands += 1
+                if cut.commands is not None and record.commands == cut.commands:
+                    offsets.append(offset)
+            elif first not in (b"*", b"+"):
+                record.replies += 1
+                if cut.replies is not None and record.replies == cut.replies:
+                    offsets.append(offset)
+        if direction == "up" and cut.match is not None:
+            found = (recent + data).find(cut.match)
+            if found >= 0:
+                offsets.append(max(found - len(recent), 0))
+        return min(offsets) if offsets else None
+
+    def _pump(self, source, sink, record, direction, client, server, closed):
+        scanner, recent = _LineScanner(), b""
+        how = record.cut.how
         try:
             while not closed.is_set():
                 data = source.recv(65536)
                 if not data:
                     break
                 with self._lock:
-                    sent = getattr(record, attribute)
-                    if limit is not None and sent + len(data) >= limit:
-                        data = data[:max(limit - sent, 0)]
+                    if record.was_cut:  # the other direction was cut (a stall keeps reading, forwards nothing)
+                        continue
+                    offset = self._cut_offset(record, direction, data, scanner, recent)
+                    recent = (recent + data)[-256:]
+                    if offset is not None:
+                        data = data[:offset]
                         record.was_cut = True
-                    setattr(record, attribute, sent + len(data))
+                    setattr(record, "bytes_" + direction, getattr(record, "bytes_" + direction) + len(data))
                 if data:
                     sink.sendall(data)
-                if record.was_cut:
+                if record.was_cut and how != "stall":
                     break
         except OSError:
             pass
         finally:
+            first_to_close = not closed.is_set()
             closed.set()
+            reset = record.was_cut and how == "reset"
+            if reset:
+                try:
+                    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                except OSError:
+                    pass
             for sock in (client, server):
                 try:
-                    sock.shutdown(socket.SHUT_RDWR)
+                    # SHUT_RD wakes the other direction's recv without sending a FIN, so that the
+                    # close with SO_LINGER 0 sends the reset.
+                    sock.shutdown(socket.SHUT_RD if reset and sock is client else socket.SHUT_RDWR)
                 except OSError:
                     pass
                 sock.close()
+            if first_to_close and record.was_cut:
+                try:
+                    if record.cut.on_cut is not None:
+                        record.cut.on_cut()
+                finally:
+                    record.cut_done.set()
 
     @property
     def bytes_down(self):
