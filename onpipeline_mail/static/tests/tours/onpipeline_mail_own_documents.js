@@ -40,6 +40,17 @@ registry.category("web_tour.tours").add("onpipeline_mail_own_documents", {
             noErrorDialog,
             screenshot("02_email_form"),
             {
+                content: "Open the email's Links tab",
+                trigger: ".o_form_view .o_notebook .nav-link:contains('Links')",
+                run: "click",
+            },
+            {
+                content: "The link to the contact is listed",
+                trigger: ".o_form_view .o_notebook .tab-pane.active .o_data_row:contains('Olga Other')",
+            },
+            noErrorDialog,
+            screenshot("02a_email_links"),
+            {
                 content: "Open the Mail menu",
                 trigger: ".o_main_navbar .o_menu_sections [data-menu-xmlid='onpipeline_mail.onpipeline_mail_menu_root']",
                 run: "click",
@@ -66,6 +77,16 @@ registry.category("web_tour.tours").add("onpipeline_mail_own_documents", {
             },
             noErrorDialog,
             screenshot("04_conversation_form"),
+            {
+                content: "Open the conversation's Emails tab",
+                trigger: ".o_form_view .o_notebook .nav-link:contains('Emails')",
+                run: "click",
+            },
+            {
+                content: "The email is listed",
+                trigger: `.o_form_view .o_notebook .tab-pane.active .o_data_row:contains('${cfg.subject}')`,
+            },
+            noErrorDialog,
             {
                 content: "Open the Mail menu",
                 trigger: ".o_main_navbar .o_menu_sections [data-menu-xmlid='onpipeline_mail.onpipeline_mail_menu_root']",
