@@ -12,14 +12,17 @@ import datetime
 import logging
 import os
 import resource
+import threading
 import time
 
 import psycopg2.errors
 
 from odoo import _, api, fields, models
 from odoo.exceptions import UserError
+from odoo.tools import config
 
-from ..engine import connection, errors, parse_worker, sync
+# connection: bench/odoo_job.py counts the sync's IMAP sessions through this module's import.
+from ..engine import connection, errors, parse_worker, sync  # noqa: F401
 from ..engine.state import FolderState
 
 _logger = logging.getLogger(__name__)
@@ -37,6 +40,17 @@ CONNECT_BACKOFF = (datetime.timedelta(minutes=5), datetime.timedelta(minutes=15)
 SYNC_CRONS = ("onpipeline_mail.ir_cron_onpipeline_mail_sync", "onpipeline_mail.ir_cron_onpipeline_mail_sync_2")
 #: Namespace of the PostgreSQL advisory locks that keep two workers off one mailbox.
 LOCK_NAMESPACE = 0x6F6E70  # "onp"
+#: A folder renumbered (UIDVALIDITY) this many times, each within RESYNC_STREAK of the one before,
+#: is paused instead of being read again from scratch at every run (Nylas' MAX_UIDINVALID_RESYNCS).
+MAX_UIDINVALID_RESYNCS = 5
+RESYNC_STREAK = datetime.timedelta(days=1)
+#: A prefork cron worker sleeps up to odoo.service.server.SLEEP_INTERVAL (60 s) + 9 s before a round of
+#: jobs, and its watchdog (limit_time_real_cron) counts from before that sleep.
+PREFORK_SLEEP = 70
+#: Two runs of the sync cron closer than this belong to one round of jobs (Odoo runs a job that reports
+#: remaining work again at once, up to 10 times, within the same time limit).
+ROUND_GAP = 2.0
+_prefork_round = {"start": None, "end": None}
 
 
 def cpu_seconds_left():
@@ -53,12 +67,50 @@ def cpu_seconds_left():
     return soft - (usage.ru_utime + usage.ru_stime)
 
 
-def run_budget(budget, cpu_left):
-    """Seconds a scheduled run may sync: the configured budget, ending well before a CPU limit
-    (the sync uses about one CPU second per second; a batch in progress is finished)."""
-    if cpu_left is None:
-        return budget
-    return max(min(budget, cpu_left * 0.7 - 5), 0)
+def cron_time_limit(options=config):
+    """Real seconds Odoo lets a round of cron jobs run before it kills it, or None (odoo/service/server.py).
+
+    Prefork cron workers: ``limit_time_real_cron``; -1 (the default) means ``limit_time_real``,
+    0 no limit. Threaded server: ``limit_time_real_cron`` when positive, else ``limit_time_real``
+    (0 there falls back too). A limit of 0 or less is none.
+    """
+    cron = options.get("limit_time_real_cron") or 0
+    real = options.get("limit_time_real") or 0
+    if cron > 0:
+        return cron
+    if options.get("workers") and cron == 0:
+        return None
+    return real if real > 0 else None
+
+
+def real_seconds_left(options=config, thread=None):
+    """Real seconds this round of cron jobs may still use before Odoo kills it, or None without a limit.
+
+    Threaded server: the round started at the cron thread's ``start_time``. Prefork: the
+    watchdog counted the worker's sleep before the round (assumed at its longest, but never more
+    than half the limit) and the runs of this round so far. Elsewhere (tests, shell) the run starts now.
+    """
+    limit = cron_time_limit(options)
+    if limit is None:
+        return None
+    started = getattr(thread or threading.current_thread(), "start_time", None)
+    if started:
+        return limit - (time.time() - started)
+    if not options.get("workers"):
+        return limit
+    now = time.monotonic()
+    if _prefork_round["start"] is None or _prefork_round["end"] is None or now - _prefork_round["end"] > ROUND_GAP:
+        _prefork_round["start"] = now
+    return limit - min(PREFORK_SLEEP, limit / 2) - (now - _prefork_round["start"])
+
+
+def run_budget(budget, cpu_left, real_left=None):
+    """Seconds a scheduled run may sync: the configured budget, ending well before a CPU or real-time
+    limit (the sync uses about one CPU second per second; a batch in progress is finished)."""
+    for left in (cpu_left, real_left):
+        if left is not None:
+            budget = min(budget, left * 0.7 - 5)
+    return max(budget, 0)
 
 
 class SyncBusy(Exception):
@@ -104,27 +156,36 @@ class OnpipelineMailbox(models.Model):
         """Scheduled action: sync every connected mailbox within a time budget, committing per batch."""
         params = self.env["ir.config_parameter"].sudo()
         budget = int(params.get_param("onpipeline_mail.sync_time_budget", DEFAULT_TIME_BUDGET))
-        deadline = time.monotonic() + run_budget(budget, cpu_seconds_left())
+        deadline = time.monotonic() + run_budget(budget, cpu_seconds_left(), real_seconds_left())
         mailboxes = self.sudo()._mailboxes_due()
-        synced, busy = self.browse(), self.browse()
-        for mailbox in mailboxes:
-            if time.monotonic() >= deadline:
-                break
-            try:
-                mailbox._sync(commit=self.env.cr.commit, deadline=deadline)
-                synced |= mailbox
-            except SyncBusy:
-                # Another worker (the second sync cron) has it: go on with the next one.
-                _logger.info("Mailbox %s is being synced by another worker: skipped", mailbox.id)
-                busy |= mailbox
-            except psycopg2.errors.TransactionRollbackError as exc:
-                # A concurrent update or a deadlock with another worker: what was committed stays, the rest
-                # is done at the next run; the other mailboxes of this run go on.
-                _logger.warning("Mailbox %s: sync stopped by a concurrent update (%s); retried next run",
-                                mailbox.id, exc.pgcode)
-                busy |= mailbox
-            self.env.cr.commit()
-        unvisited = mailboxes - synced - busy
+        synced, busy, failed = self.browse(), self.browse(), self.browse()
+        try:
+            for mailbox in mailboxes:
+                if time.monotonic() >= deadline:
+                    break
+                try:
+                    mailbox._sync(commit=self.env.cr.commit, deadline=deadline)
+                    synced |= mailbox
+                except SyncBusy:
+                    # Another worker (the second sync cron) has it: go on with the next one.
+                    _logger.info("Mailbox %s is being synced by another worker: skipped", mailbox.id)
+                    busy |= mailbox
+                except psycopg2.errors.TransactionRollbackError as exc:
+                    # A concurrent update or a deadlock with another worker: what was committed stays, the rest
+                    # is done at the next run; the other mailboxes of this run go on.
+                    _logger.warning("Mailbox %s: sync stopped by a concurrent update (%s); retried next run",
+                                    mailbox.id, exc.pgcode)
+                    busy |= mailbox
+                except Exception as exc:  # one mailbox's problem never stops the others
+                    # Settings that cannot be used (an unreadable CA...) or a bug: the mailbox is put in error
+                    # with the reason (the sync lock rolled back its unfinished batch) and the loop goes on.
+                    _logger.exception("Mailbox %s: sync failed unexpectedly", mailbox.id)
+                    mailbox._record_sync_error(exc)
+                    failed |= mailbox
+                self.env.cr.commit()
+        finally:
+            _prefork_round["end"] = time.monotonic()
+        unvisited = mailboxes - synced - busy - failed
         remaining = len(unvisited) + len(synced.filtered(lambda m: not m.is_sync_complete))
         self.env["ir.cron"]._notify_progress(done=len(synced), remaining=remaining)
 
@@ -185,7 +246,8 @@ class OnpipelineMailbox(models.Model):
         """Forget the sync positions: the next sync reads the window again, without duplicates."""
         self.check_access("write")
         for mailbox in self.sudo():
-            mailbox.folder_ids.write({"sync_state": False, "window_total": 0, "pause_reason": False})
+            mailbox.folder_ids.write({"sync_state": False, "window_total": 0, "pause_reason": False,
+                                      "sync_error": False, "uidvalidity_reset_count": 0})
             mailbox.failure_ids.unlink()
             mailbox.write({"is_sync_complete": False, "next_sync_date": False, "sync_error_count": 0})
             mailbox.message_post(body=_("Sync reinitialized: the selected folders will be read again from %s.",
@@ -230,14 +292,20 @@ class OnpipelineMailbox(models.Model):
         with self._sync_lock():
             complete = True
             try:
-                with connection.imap_session(self._imap_settings(), login=self._imap_login_callable()) as client, self._parse_worker() as parser:
+                with sync.Session(self._imap_settings(), login=self._imap_login_callable()) as session, self._parse_worker() as parser:
                     for folder in self._folders_to_sync():
                         if time.monotonic() >= deadline:
                             complete = False
                             break
-                        complete &= folder._sync_folder(client, commit, deadline, parser=parser)
+                        try:
+                            complete &= folder._sync_folder(session, commit, deadline, parser=parser)
+                        except errors.ConnectError:
+                            # This folder stops here (its error is on it); the others go on, on a new
+                            # connection. A server that cannot be reached any more ends the run below.
+                            complete = False
+                            session.reopen()
                     if time.monotonic() < deadline:
-                        self._retry_failures(client, commit)
+                        self._retry_failures(session, commit)
             except errors.MailSyncError as exc:
                 self._record_sync_error(exc)
                 commit()
@@ -269,19 +337,27 @@ class OnpipelineMailbox(models.Model):
                                         and not f.pause_reason)
 
     def _record_sync_error(self, exc):
-        auth = isinstance(exc, errors.AuthError)
+        """A run that failed: connection errors back off and retry; credentials, settings that cannot work
+        and anything unexpected put the mailbox in error, with the reason, and tell the owner once."""
+        if isinstance(exc, errors.MailSyncError):
+            message, reason = str(exc), exc.reason
+        else:
+            message = _("The sync failed unexpectedly: %(error)s. Check the mailbox settings; if they are right, "
+                        "tell your administrator.", error=str(exc) or type(exc).__name__)
+            reason = "unexpected"
+        stop = not isinstance(exc, errors.ConnectError)
         count = self.sync_error_count + 1
-        backoff = AUTH_BACKOFF if auth else CONNECT_BACKOFF
+        backoff = AUTH_BACKOFF if stop else CONNECT_BACKOFF
         now = fields.Datetime.now()
         was_in_error = self.state == "error"
-        values = {"last_sync_error": str(exc), "last_sync_error_date": now, "sync_error_count": count,
+        values = {"last_sync_error": message, "last_sync_error_date": now, "sync_error_count": count,
                   "next_sync_date": now + backoff[min(count, len(backoff)) - 1]}
-        if auth:
-            values.update(state="error", last_error=str(exc), error_reason=exc.reason)
+        if stop:
+            values.update(state="error", last_error=message, error_reason=reason)
         self.write(values)
-        _logger.info("Mailbox %s: sync failed (%s), next try after %s", self.id, exc.reason, values["next_sync_date"])
-        if auth and not was_in_error:
-            self._notify_owner_of_error(str(exc))
+        _logger.info("Mailbox %s: sync failed (%s), next try after %s", self.id, reason, values["next_sync_date"])
+        if stop and not was_in_error:
+            self._notify_owner_of_error(message)
 
     def _notify_owner_of_error(self, message):
         """Tell the owner once, with an activity, until the mailbox connects again."""
@@ -291,7 +367,7 @@ class OnpipelineMailbox(models.Model):
             summary=_("Your mailbox %s cannot connect", self.email),
             note=_("%s<br/>Open the mailbox, fix the settings and save: the sync starts again by itself.", message))
 
-    def _retry_failures(self, client, commit):
+    def _retry_failures(self, session, commit):
         Failure = self.env["onpipeline.mail.sync.failure"]
         due = Failure.search([("mailbox_id", "=", self.id), ("state", "=", "pending"),
                               ("next_retry_date", "<=", fields.Datetime.now())])
@@ -300,17 +376,15 @@ class OnpipelineMailbox(models.Model):
             if folder not in syncing:
                 continue
             for uidvalidity, same_uidvalidity in folder_failures.grouped("uidvalidity").items():
-                # First retries go together; a message that failed again is retried
-                # alone, so one that kills the connection cannot hold the others back.
+                # First retries go together; a message that failed again is retried alone. A message
+                # that drops the connection is isolated by the engine and comes back as failed again.
                 first = same_uidvalidity.filtered(lambda f: f.attempt_count < 2)
                 groups = [first.mapped("uid")] if first else []
-                # The least-tried go first: a message that always kills the
-                # connection sinks to the end instead of starving the others.
                 groups += [[failure.uid] for failure in (same_uidvalidity - first).sorted(
                     lambda f: (f.attempt_count, f.last_attempt_date, f.uid))]
                 for uids in groups:
                     try:
-                        result = sync.retry_uids(client, folder.name, uidvalidity, uids, **folder._fetch_options())
+                        result = sync.retry_uids(session, folder.name, uidvalidity, uids, **folder._fetch_options())
                     except errors.UidValidityError:
                         # The folder was renumbered: its normal resync re-reads these messages.
                         same_uidvalidity.unlink()
@@ -318,10 +392,6 @@ class OnpipelineMailbox(models.Model):
                     except errors.FolderMissingError as exc:
                         folder.write({"pause_reason": str(exc)})
                         break
-                    except errors.ConnectError as exc:
-                        Failure._record(folder, uidvalidity, [(uid, str(exc)) for uid in uids])
-                        commit()
-                        raise
                     folder._store_sync_batch(uidvalidity, result.messages, result.failures, result.gone)
                     commit()
 
@@ -334,7 +404,39 @@ class OnpipelineMailboxFolder(models.Model):
     message_count = fields.Integer("Synced", compute="_compute_message_count")
     last_sync_date = fields.Datetime(readonly=True, copy=False)
     pause_reason = fields.Char(readonly=True, copy=False,
-                               help="Why the sync of this folder stopped; refresh the folders to resume.")
+                               help="Why the sync of this folder stopped; Resume starts it again.")
+    sync_error = fields.Char("Last Error", readonly=True, copy=False,
+                             help="Why the last run stopped in this folder; the next run goes on from there.")
+    sync_status = fields.Selection([("ok", "Syncing"), ("interrupted", "Interrupted"), ("paused", "Paused")],
+                                   "Sync Status", compute="_compute_sync_status")
+    uidvalidity_reset_count = fields.Integer(
+        "Renumberings", readonly=True, copy=False,
+        help="Times in a row the server renumbered this folder (UIDVALIDITY), each within a day of the one "
+             "before; at %d the folder is paused instead of being read again." % MAX_UIDINVALID_RESYNCS)
+    last_uidvalidity_reset_date = fields.Datetime(readonly=True, copy=False)
+
+    @api.depends("pause_reason", "sync_error")
+    def _compute_sync_status(self):
+        for folder in self:
+            folder.sync_status = "paused" if folder.pause_reason else "interrupted" if folder.sync_error else "ok"
+
+    def action_resume_sync(self):
+        """Resume (button): a paused folder is synced again from where it stood."""
+        self.mailbox_id.check_access("write")
+        self.sudo().write({"pause_reason": False, "sync_error": False, "uidvalidity_reset_count": 0})
+        self.mailbox_id._trigger_sync()
+        return True
+
+    def _resync_capped(self):
+        """The server renumbered this folder too often lately: do not read it again from scratch."""
+        return (self.uidvalidity_reset_count >= MAX_UIDINVALID_RESYNCS and self.last_uidvalidity_reset_date
+                and self.last_uidvalidity_reset_date > fields.Datetime.now() - RESYNC_STREAK)
+
+    def _uidvalidity_reset_values(self):
+        now = fields.Datetime.now()
+        recent = self.last_uidvalidity_reset_date and self.last_uidvalidity_reset_date > now - RESYNC_STREAK
+        return {"uidvalidity_reset_count": self.uidvalidity_reset_count + 1 if recent else 1,
+                "last_uidvalidity_reset_date": now}
 
     def _compute_message_count(self):
         Location = self.env["onpipeline.mail.message.location"]
@@ -347,10 +449,12 @@ class OnpipelineMailboxFolder(models.Model):
         max_mb = float(params.get_param("onpipeline_mail.max_message_size_mb", DEFAULT_MAX_MESSAGE_MB))
         return {"max_message_bytes": int(max_mb * 1024 * 1024)}
 
-    def _sync_folder(self, client, commit, deadline, parser=None):
-        """Sync one folder batch by batch; returns True when it reached the end.
+    def _sync_folder(self, session, commit, deadline, parser=None):
+        """Sync one folder batch by batch; returns True when it reached the end (or was paused).
 
-        ``parser``: the session's :class:`~..engine.parse_worker.ParseWorker`, or None to parse here.
+        ``session``: the run's :class:`~..engine.sync.Session`; ``parser``: its
+        :class:`~..engine.parse_worker.ParseWorker`, or None to parse here. A lost connection
+        is noted on the folder and raised (:class:`~..engine.errors.ConnectError`).
         """
         self.ensure_one()
         params = self.env["ir.config_parameter"].sudo()
@@ -361,41 +465,42 @@ class OnpipelineMailboxFolder(models.Model):
             ("folder_id", "=", self.id), ("uidvalidity", "=", saved.uidvalidity or 0), ("state", "=", "pending"),
         ]).mapped("uid")
         try:
-            for batch in sync.sync_folder(client, self.name, saved, self.mailbox_id._sync_window_start(),
+            for batch in sync.sync_folder(session, self.name, saved, self.mailbox_id._sync_window_start(),
                                           batch_size=batch_size, deadline=deadline, known_failures=known_failures,
-                                          parser=parser, **self._fetch_options()):
+                                          parser=parser, resync=not self._resync_capped(),
+                                          **self._fetch_options()):
+                values = {"sync_state": batch.state.to_dict(), "last_sync_date": fields.Datetime.now(),
+                          "sync_error": False}
                 if batch.state.uidvalidity != saved.uidvalidity and saved.uidvalidity:
                     # Renumbered folder: old positions mean nothing any more;
                     # messages themselves are matched again by key.
                     self._forget_uidvalidity(saved.uidvalidity)
+                    values.update(self._uidvalidity_reset_values())
                     saved = batch.state
                 self._store_sync_batch(batch.state.uidvalidity, batch.messages, batch.failures, batch.gone)
-                values = {"sync_state": batch.state.to_dict(), "last_sync_date": fields.Datetime.now()}
                 if batch.total_in_window is not None:
                     values["window_total"] = batch.total_in_window
                 self.write(values)
                 commit()
                 if batch.done:
                     return True
+        except errors.UidValidityError:
+            # Only raised when a resync was refused: renumbered too often lately.
+            self.write({"pause_reason": _(
+                "The server renumbered this folder (UIDVALIDITY) %(count)s times in a row: its sync is paused so "
+                "that its mail is not read again at every run. Resume it once the server keeps its numbering.",
+                count=self.uidvalidity_reset_count + 1)})
+            commit()
+            return True
         except errors.FolderMissingError as exc:
             self.write({"pause_reason": str(exc)})
             commit()
             return True
         except errors.ConnectError as exc:
-            self._record_dropped_fetch(exc, saved.uidvalidity, commit)
+            self.write({"sync_error": str(exc)})
+            commit()
             raise
         return False
-
-    def _record_dropped_fetch(self, exc, uidvalidity, commit):
-        """The link dropped while fetching a batch: record its UIDs so that the next run
-        goes past them. If one of them kills the connection every time (a corrupt
-        message on the server), it cannot block the folder: it is retried alone."""
-        uids = getattr(exc, "uids", ())
-        state = FolderState.from_dict(self.sync_state or {})
-        uidvalidity = state.uidvalidity or uidvalidity
-        if uids and uidvalidity:
-            self.env["onpipeline.mail.sync.failure"]._record(self, uidvalidity, [(uid, str(exc)) for uid in uids])
-            commit()
 
     def _store_sync_batch(self, uidvalidity, fetched, failures, gone=()):
         self.env["onpipeline.mail.message"]._store_batch(self, uidvalidity, fetched)

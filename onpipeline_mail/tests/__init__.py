@@ -11,3 +11,4 @@ from . import test_email_views
 from . import test_sending_customer
 from . import test_settings
 from . import test_sending_retry
+from . import test_sync_faults
