@@ -19,6 +19,7 @@
         "views/onpipeline_mail_message_views.xml",
         "views/onpipeline_mail_sync_failure_views.xml",
         "views/onpipeline_mailbox_views.xml",
+        "wizard/onpipeline_mailbox_delete_views.xml",
         "wizard/onpipeline_mailbox_test_email_views.xml",
         "views/onpipeline_mail_send_views.xml",
         "views/crm_team_views.xml",

@@ -19,3 +19,4 @@ from . import onpipeline_mail_linked_mixin
 from . import res_partner
 from . import crm_lead
 from . import onpipeline_mail_conversation
+from . import onpipeline_mailbox_delete
