@@ -145,7 +145,7 @@ class MailMail(models.Model):
                 if not recipients:
                     raise errors.SendError(_("The message has no recipient."), reason="no_recipient")
                 raw = smtp.send_message(mailbox._smtp_settings(), message, from_addr=mailbox.email,
-                                        to_addrs=recipients)
+                                        to_addrs=recipients, login=mailbox._smtp_login_callable())
             except (MemoryError, psycopg2.Error):
                 raise  # the transaction is unusable: Odoo's queue rolls back and tries again later
             except Exception as exc:  # as Odoo's _send: one broken mail must not block the queue
@@ -178,7 +178,7 @@ class MailMail(models.Model):
         """The mailbox's server files what it sends and its Sent folder can be read: a copy there proves it."""
         files = mailbox.sent_copy_mode == "never" or (
             mailbox.sent_copy_mode == "auto" and mailbox.server_files_sent == "yes")
-        return bool(files and mailbox.imap_host and mailbox.sudo().imap_password
+        return bool(files and mailbox.imap_host and mailbox._has_imap_credentials()
                     and outgoing.is_own_message_id(self.message_id, mailbox.email))
 
     def mark_outgoing(self):
@@ -204,7 +204,8 @@ class MailMail(models.Model):
         if not self._onpipeline_sent_proves_delivery(mailbox):
             return False
         try:
-            found = sent_copy.find_sent(mailbox._imap_settings(), self.message_id)
+            found = sent_copy.find_sent(mailbox._imap_settings(), self.message_id,
+                                        login=mailbox._imap_login_callable())
         except errors.MailSyncError as exc:
             _logger.info("mail.mail %s: cannot look in Sent before the retry (%s)", self.id, exc.reason)
             return False

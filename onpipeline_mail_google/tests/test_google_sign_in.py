@@ -17,7 +17,7 @@ import urllib.parse
 import requests
 
 from odoo.exceptions import AccessError
-from odoo.tests import HttpCase, tagged
+from odoo.tests import Form, HttpCase, tagged
 
 from odoo.addons.onpipeline_mail.engine.connection import ServerSettings, imap_session
 from odoo.addons.onpipeline_mail.engine.testing.accounts import provision
@@ -239,8 +239,6 @@ class TestGoogleSignIn(HttpCase, OnpipelineMailCase):
         self.assertEqual(team_box.state, "connected", team_box.last_error)
 
     def test_gmail_address_offers_the_sign_in(self):
-        from odoo.tests import Form
-
         form = Form(self.env["onpipeline.mailbox"].with_user(self.user_alice))
         form.email = "someone@gmail.com"
         self.assertEqual(form.provider_id, self.env.ref("onpipeline_mail.provider_gmail"))
@@ -248,8 +246,6 @@ class TestGoogleSignIn(HttpCase, OnpipelineMailCase):
         self.assertTrue(form.google_sign_in_ready)
 
     def test_presets_offer_the_sign_in(self):
-        from odoo.tests import Form
-
         params = self.env["ir.config_parameter"].sudo()
         with Form(self.env["onpipeline.mailbox"].with_user(self.user_alice)) as form:
             form.email = "someone@example.org"
