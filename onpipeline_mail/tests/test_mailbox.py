@@ -91,7 +91,7 @@ class TestMailboxConnectionCheck(OnpipelineMailCase):
         self.assertFalse(mailbox.last_error)
 
     def test_untrusted_certificate_and_self_signed_switch(self):
-        self.env["ir.config_parameter"].sudo().set_param("onpipeline_mail.extra_ca_file", "")
+        self.env["ir.config_parameter"].sudo().set_param("onpipeline_mail.extra_ca_pem", False)
         account = self.new_account()
         mailbox = self.create_mailbox(account)
         self.assertEqual(mailbox.state, "error")
