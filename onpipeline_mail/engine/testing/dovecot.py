@@ -6,6 +6,7 @@ implicit TLS), keeps its mail under a temporary folder, and accepts users
 added at run time with :meth:`Dovecot.add_user`.
 """
 
+import concurrent.futures
 import ctypes
 import os
 import pwd
@@ -156,6 +157,7 @@ class Dovecot:
         self.oauth2_introspection_url = oauth2_introspection_url
         self.process = None
         self._users = {}
+        self._launcher = None
 
     @property
     def ca_file(self):
@@ -217,6 +219,15 @@ class Dovecot:
                 time.sleep(0.05)
         raise RuntimeError("Dovecot did not start listening on %s:\n%s" % (self.port, self.log()))
 
+    def _wait_closed(self, timeout=10):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    time.sleep(0.05)
+            except OSError:
+                return
+
     def log(self):
         path = os.path.join(self.root, "dovecot.log")
         return open(path, encoding="utf-8", errors="replace").read() if os.path.exists(path) else ""
@@ -266,6 +277,8 @@ class Dovecot:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        if self._launcher is not None:
+            self._launcher.shutdown(wait=False)
         # The master's children exit with it; give them a moment before removal.
         shutil.rmtree(self.root, ignore_errors=True)
 
@@ -273,8 +286,16 @@ class Dovecot:
         """Stop and start the server on the same ports, keeping its mail."""
         self.process.terminate()
         self.process.wait(10)
-        self.process = subprocess.Popen([find_dovecot(), "-F", "-c", self.config_path], stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.PIPE, preexec_fn=_die_with_parent)
+        # The old login processes may hold the listening sockets a moment longer: a new master
+        # started meanwhile could not bind them (and a greeting from an old one is no proof).
+        self._wait_closed()
+        # PR_SET_PDEATHSIG fires when the *thread* that started the server ends: a restart called from a
+        # short-lived thread (a proxy's cut) starts it from a thread that lives as long as this object.
+        if self._launcher is None:
+            self._launcher = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dovecot-launcher")
+        self.process = self._launcher.submit(
+            subprocess.Popen, [find_dovecot(), "-F", "-c", self.config_path], stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE, preexec_fn=_die_with_parent).result()
         self._wait_listening()
 
     def __enter__(self):

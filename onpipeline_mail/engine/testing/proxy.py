@@ -202,8 +202,9 @@ class CuttingProxy:
         except OSError:
             pass
         finally:
-            first_to_close = not closed.is_set()
-            closed.set()
+            with self._lock:
+                first_to_close = not closed.is_set()
+                closed.set()
             reset = record.was_cut and how == "reset"
             if reset:
                 try:
