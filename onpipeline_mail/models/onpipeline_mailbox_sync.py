@@ -292,7 +292,8 @@ class OnpipelineMailbox(models.Model):
         with self._sync_lock():
             complete = True
             try:
-                with sync.Session(self._imap_settings(), login=self._imap_login_callable()) as session, self._parse_worker() as parser:
+                settings, login = self._imap_settings(), self._imap_login_callable()
+                with sync.Session(settings, login=login) as session, self._parse_worker() as parser:
                     for folder in self._folders_to_sync():
                         if time.monotonic() >= deadline:
                             complete = False
