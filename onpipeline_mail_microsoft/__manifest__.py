@@ -19,6 +19,9 @@ turned basic authentication off for IMAP and retires it for SMTP in 2026.
         "data/onpipeline_mail_provider_data.xml",
         "views/onpipeline_mailbox_views.xml",
     ],
+    "assets": {
+        "web.assets_tests": ["onpipeline_mail_microsoft/static/tests/tours/*.js"],
+    },
     "auto_install": True,
     "installable": True,
 }

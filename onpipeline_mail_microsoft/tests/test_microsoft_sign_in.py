@@ -103,6 +103,20 @@ class TestMicrosoftSignIn(HttpCase, OnpipelineMailCase):
         [received] = self.smtp.messages_to("microsoft-dest@example.test")
         self.assertEqual(received.login, account.username)
 
+    def test_tour_sign_in(self):
+        """In Chromium, as the salesperson: Sign in with Microsoft, consent, back connected."""
+        account = self.new_microsoft_account()
+        outlook = self.env.ref("onpipeline_mail.provider_outlook_com")
+        mailbox = self.create_microsoft_mailbox(account, provider_id=outlook.id)
+        self.assertEqual((mailbox.imap_host, mailbox.state), ("127.0.0.1", "not_connected"))
+        self.assertTrue(mailbox.is_microsoft_mailbox)
+        self.provider.consenting_email = account.username
+        self.start_tour("/odoo/onpipeline.mailbox/%d" % mailbox.id, "onpipeline_mail_microsoft_sign_in",
+                        login=self.user_alice.login)
+        mailbox.invalidate_recordset()
+        self.assertEqual(mailbox.state, "connected", mailbox.last_error)
+        self.assertTrue(mailbox.microsoft_signed_in)
+
     def test_tokens_refreshed_before_expiry_and_on_refusal(self):
         account = self.new_microsoft_account()
         mailbox = self.create_microsoft_mailbox(account)
