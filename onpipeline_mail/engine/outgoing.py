@@ -8,6 +8,14 @@ from .parse import normalize_message_id
 OWN_HEADERS = ("From", "Sender", "Reply-To", "Message-ID", "In-Reply-To", "References", "Return-Path", "Bcc")
 
 
+def prefixed_subject(prefix, subject):
+    """``subject`` with ``prefix`` ("Re:", "Fwd:") in front, once: "Re: Re: x" is not how clients answer."""
+    subject = subject or ""
+    if subject.lower().startswith(prefix.lower()):
+        return subject
+    return "%s %s" % (prefix, subject) if subject else prefix
+
+
 def domain_of(address):
     return email.utils.parseaddr(address or "")[1].rpartition("@")[2].lower()
 

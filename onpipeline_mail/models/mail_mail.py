@@ -9,6 +9,7 @@ queue, the states (a refused send is ``exception`` with Retry and Cancel),
 the notifications shown in the chatter.
 """
 
+import email.utils
 import logging
 
 import psycopg2
@@ -19,6 +20,7 @@ from odoo.exceptions import AccessError, UserError
 from odoo.addons.base.models.ir_mail_server import MailDeliveryException
 
 from ..engine import errors, outgoing, sent_copy, smtp
+from ..engine.parse import normalize_address
 
 _logger = logging.getLogger(__name__)
 
@@ -269,12 +271,22 @@ class MailMail(models.Model):
         first = email_list[0] if email_list else {
             "body": self._prepare_outgoing_body(), "attachments": [], "headers": {}, "subject": self.subject}
         body = first["body"]
+        subject = self.subject or ""
+        if not subject and not self.sudo().onpipeline_reply_to_id:
+            # A chatter message has no subject field: it goes on with the last email exchanged with these
+            # recipients on the record, as "Re:", rather than under the record's name or no subject.
+            continued = self._onpipeline_last_email_with(to + cc)
+            if continued:
+                self.sudo().onpipeline_reply_to_id = continued
+                subject = outgoing.prefixed_subject(_("Re:"), continued.subject)
+        own = {header.lower() for header in outgoing.OWN_HEADERS}
         message = self.env["ir.mail_server"].build_email(
-            email_from=mailbox.email, email_to=to, email_cc=cc, subject=self.subject or "", body=body,
+            email_from=mailbox.email, email_to=to, email_cc=cc, subject=subject, body=body,
             body_alternative=tools.html2plaintext(body or ""), subtype="html", subtype_alternative="plain",
             attachments=first["attachments"], headers={
+                # Odoo's X-Odoo-* headers name the record's model and id: nothing for the customer.
                 key: value for key, value in (first["headers"] or {}).items()
-                if key.lower() not in {header.lower() for header in outgoing.OWN_HEADERS}},
+                if key.lower() not in own and not key.lower().startswith("x-odoo-")},
         )
         message_id = self.message_id
         if not outgoing.is_own_message_id(message_id, mailbox.email):
@@ -289,13 +301,31 @@ class MailMail(models.Model):
                                         in_reply_to=in_reply_to, references=references)
         return message, recipients, success_pids
 
+    def _onpipeline_last_email_with(self, addresses):
+        """The latest synced email linked to this mail's record that one of ``addresses`` wrote or got."""
+        self.ensure_one()
+        target = {"crm.lead": "lead_id", "res.partner": "partner_id"}.get(self.model)
+        wanted = {normalize_address(address) for _name, address in email.utils.getaddresses(addresses)} - {""}
+        if not target or not self.res_id or not wanted:
+            return self.env["onpipeline.mail.message"]
+        links = self.env["onpipeline.mail.link"].sudo().search(
+            [(target, "=", self.res_id), ("is_candidate", "=", False)], order="id desc", limit=50)
+        for synced in links.message_id.sorted("date", reverse=True):
+            correspondents = {normalize_address(address) for _name, address in email.utils.getaddresses(
+                [synced.email_from or "", synced.email_to or "", synced.email_cc or ""])}
+            if correspondents & wanted:
+                return synced
+        return self.env["onpipeline.mail.message"]
+
     def _onpipeline_threading(self, message_id):
         """(In-Reply-To, References) of the answer: the synced email answered, else the chatter parent."""
         answered = self.sudo().onpipeline_reply_to_id
         if answered:
             return answered.message_id or "", (answered.references or "").split()
         parent = self.sudo().mail_message_id.parent_id
-        references = [ref for ref in (self.references or "").split() if ref != message_id]
+        # Odoo's own ids (<…-openerp-<id>-<model>@…>) would tell the customer the record's model and id.
+        references = [ref for ref in (self.references or "").split()
+                      if ref != message_id and "-openerp-" not in ref]
         if parent.message_id and parent.message_type == "email":
             # Answering an email received on the record.
             return parent.message_id, references

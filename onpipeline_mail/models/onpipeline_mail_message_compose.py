@@ -6,14 +6,8 @@ from markupsafe import Markup, escape
 
 from odoo import _, models
 
+from ..engine import outgoing
 from ..engine.parse import normalize_address
-
-
-def _prefixed(prefix, subject):
-    subject = subject or ""
-    if subject.lower().startswith(prefix.lower()):
-        return subject
-    return "%s %s" % (prefix, subject) if subject else prefix
 
 
 class OnpipelineMailMessage(models.Model):
@@ -79,7 +73,7 @@ class OnpipelineMailMessage(models.Model):
             "default_model": model,
             "default_res_ids": [res_id],
             "default_partner_ids": partners.ids,
-            "default_subject": _prefixed(_("Fwd:") if mode == "forward" else _("Re:"), self.subject),
+            "default_subject": outgoing.prefixed_subject(_("Fwd:") if mode == "forward" else _("Re:"), self.subject),
             "default_body": self._quoted_body(),
             "default_subtype_xmlid": "mail.mt_comment",
         }

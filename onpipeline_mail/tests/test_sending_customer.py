@@ -162,6 +162,23 @@ class TestSendingCustomerView(SendingCase):
         form.save().action_send_mail()
         self.assertEqual(parse(self.received_from(account)[-1].data)["Subject"], "Our next step")
 
+    def test_chatter_message_goes_on_with_the_last_email_and_names_no_record(self):
+        account, mailbox = self.connect("plain")
+        synced = self.sync_email_from_carl(account, mailbox, subject="Delivery dates")
+        self.assertEqual(synced.lead_ids, self.lead)
+        self.lead.with_user(self.user_alice).message_post(
+            body="<p>Both dates work for us.</p>", partner_ids=self.customer.ids, message_type="comment",
+            subtype_xmlid="mail.mt_comment")
+        received = self.received_from(account)[-1]
+        sent = parse(received.data)
+        self.assertEqual(sent["Subject"], "Re: Delivery dates")
+        self.assertEqual(sent["In-Reply-To"], synced.message_id)
+        self.assertIn(synced.message_id, sent["References"])
+        text = received_text(received)
+        for leak in ("X-Odoo", "openerp", "crm.lead"):
+            with self.subTest(leak=leak):
+                self.assertNotIn(leak, text)
+
     def test_company_server_keeps_odoo_subject(self):
         # Without a mailbox the composer is Odoo's own.
         form = Form(self.env["mail.compose.message"].with_user(self.user_alice).with_context(
