@@ -50,6 +50,8 @@ class OnpipelineMailboxFolder(models.Model):
         for folder in self:
             leaf = folder.name.rsplit(folder.delimiter, 1)[-1] if folder.delimiter else folder.name
             depth = folder.name.count(folder.delimiter) if folder.delimiter else 0
+            if folder.name and folder.name.upper() == "INBOX":
+                leaf = _("Inbox")  # the protocol's name for it, not a user's
             folder.display_label = "\u2003" * depth + (leaf or "")
 
     @api.depends("name", "mailbox_id")

@@ -401,25 +401,31 @@ class OnpipelineMailboxFolder(models.Model):
     _inherit = "onpipeline.mailbox.folder"
 
     sync_state = fields.Json(copy=False, readonly=True, help="The engine's FolderState: where the sync stands.")
-    window_total = fields.Integer("Messages In Period", readonly=True, copy=False)
+    window_total = fields.Integer("In Period", readonly=True, copy=False,
+                                  help="Emails of this folder within the mailbox's sync period.")
     message_count = fields.Integer("Synced", compute="_compute_message_count")
     last_sync_date = fields.Datetime(readonly=True, copy=False)
     pause_reason = fields.Char(readonly=True, copy=False,
                                help="Why the sync of this folder stopped; Resume starts it again.")
     sync_error = fields.Char("Last Error", readonly=True, copy=False,
                              help="Why the last run stopped in this folder; the next run goes on from there.")
-    sync_status = fields.Selection([("ok", "Syncing"), ("interrupted", "Interrupted"), ("paused", "Paused")],
-                                   "Sync Status", compute="_compute_sync_status")
+    sync_status = fields.Selection(
+        [("waiting", "Waiting"), ("ok", "Synced"), ("interrupted", "Interrupted"), ("paused", "Paused")],
+        "Sync Status", compute="_compute_sync_status")
+    sync_note = fields.Char("Note", compute="_compute_sync_status",
+                            help="Why the folder cannot be synced, is paused, or where its last run stopped.")
     uidvalidity_reset_count = fields.Integer(
         "Renumberings", readonly=True, copy=False,
         help="Times in a row the server renumbered this folder (UIDVALIDITY), each within a day of the one "
              "before; at %d the folder is paused instead of being read again." % MAX_UIDINVALID_RESYNCS)
     last_uidvalidity_reset_date = fields.Datetime(readonly=True, copy=False)
 
-    @api.depends("pause_reason", "sync_error")
+    @api.depends("pause_reason", "sync_error", "last_sync_date", "skip_reason")
     def _compute_sync_status(self):
         for folder in self:
-            folder.sync_status = "paused" if folder.pause_reason else "interrupted" if folder.sync_error else "ok"
+            folder.sync_status = ("paused" if folder.pause_reason else "interrupted" if folder.sync_error
+                                  else "ok" if folder.last_sync_date else "waiting")
+            folder.sync_note = folder.skip_reason or folder.pause_reason or folder.sync_error or False
 
     def action_resume_sync(self):
         """Resume (button): a paused folder is synced again from where it stood."""
