@@ -1,7 +1,7 @@
 import logging
 
 from odoo import _, api, fields, models
-from odoo.exceptions import UserError, ValidationError
+from odoo.exceptions import AccessError, UserError, ValidationError
 
 from ..engine import connection, errors, folders, smtp
 from ..engine.parse import normalize_address
@@ -457,3 +457,32 @@ class OnpipelineMailbox(models.Model):
             return False, str(exc)
         self.sudo().write({"smtp_state": "ok", "smtp_error": False})
         return True, _("The test email was sent to %s through %s.", email_to, self.smtp_host)
+
+    # ------------------------------------------------------------------
+    # Sign-in with a provider (the OAuth bridges: onpipeline_mail_google, onpipeline_mail_microsoft)
+    # ------------------------------------------------------------------
+
+    def _check_may_sign_in(self):
+        """A personal mailbox: its owner only (not even an administrator); a team mailbox: a CRM admin."""
+        self.ensure_one()
+        user = self.env.user
+        if self.mailbox_type == "personal":
+            allowed = self.user_id == user
+        else:
+            allowed = user.has_group("sales_team.group_sale_manager")
+        if not allowed:
+            raise AccessError(_("Only the owner of a personal mailbox, or a CRM administrator for a team mailbox, "
+                                "can sign it in."))
+        self.check_access("write")
+
+    def _after_oauth_sign_in(self, note):
+        """Connected again: the check lists the folders, the error backoff is forgotten, the owner's
+        warning is closed and the sync starts at once (from where it stood: nothing is read twice)."""
+        self.ensure_one()
+        self.sudo().write({"sync_error_count": 0, "next_sync_date": False, "smtp_state": "untested",
+                           "smtp_error": False})
+        self._check_imap_connection()
+        if self.state == "connected":
+            self.sudo().activity_feedback(["mail.mail_activity_data_warning"], feedback=note)
+            self.sudo().message_post(body=note)
+            self._trigger_sync()

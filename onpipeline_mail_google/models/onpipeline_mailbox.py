@@ -13,7 +13,7 @@ import urllib.parse
 import requests
 
 from odoo import _, api, fields, models
-from odoo.exceptions import AccessError, UserError
+from odoo.exceptions import UserError
 from odoo.tools import misc
 
 from odoo.addons.onpipeline_mail.engine import errors, oauth
@@ -133,19 +133,6 @@ class OnpipelineMailbox(models.Model):
         return misc.hmac(env=self.env(su=True), scope="onpipeline_mail_google_oauth",
                          message=(self._name, self.id, self.env.uid))
 
-    def _check_may_sign_in(self):
-        """A personal mailbox: its owner only (not even an administrator); a team mailbox: a CRM admin."""
-        self.ensure_one()
-        user = self.env.user
-        if self.mailbox_type == "personal":
-            allowed = self.user_id == user
-        else:
-            allowed = user.has_group("sales_team.group_sale_manager")
-        if not allowed:
-            raise AccessError(_("Only the owner of a personal mailbox, or a CRM administrator for a team mailbox, "
-                                "can sign it in."))
-        self.check_access("write")
-
     def action_google_sign_in(self):
         """Sign in with Google (button): to Google's consent page, back to /google_gmail/confirm."""
         self.ensure_one()
@@ -170,18 +157,6 @@ class OnpipelineMailbox(models.Model):
             "google_gmail_access_token_expiration": expiration,
         })
         self._after_oauth_sign_in(_("Signed in with Google."))
-
-    def _after_oauth_sign_in(self, note):
-        """Connected again: the check lists the folders, the error backoff is forgotten, the owner's
-        warning is closed and the sync starts at once (from where it stood: nothing is read twice)."""
-        self.ensure_one()
-        self.sudo().write({"sync_error_count": 0, "next_sync_date": False, "smtp_state": "untested",
-                           "smtp_error": False})
-        self._check_imap_connection()
-        if self.state == "connected":
-            self.sudo().activity_feedback(["mail.mail_activity_data_warning"], feedback=note)
-            self.sudo().message_post(body=note)
-            self._trigger_sync()
 
     def action_google_sign_out(self):
         """Use a password instead (button): forget the Google tokens."""
