@@ -22,6 +22,7 @@ from odoo.tools import SQL
 
 from ..engine.parse import normalize_address
 from .onpipeline_mail_message import block_remote_content
+from .onpipeline_mail_message_link import LINK_STATES
 
 #: Reply prefixes of common mail clients (English, German, Nordic, Dutch, French, Italian, Polish...).
 REPLY_PREFIX_RE = re.compile(r"^\s*(?:(?:re|aw|sv|antw|ref|réf|rif|odp|vá)\s*(?:\[\d+\])?\s*[:：]\s*)+",
@@ -29,8 +30,6 @@ REPLY_PREFIX_RE = re.compile(r"^\s*(?:(?:re|aw|sv|antw|ref|réf|rif|odp|vá)\s*(
 FORWARD_PREFIX_RE = re.compile(r"^\s*(?:(?:fwd?|wg|tr|rv|enc|vb|doorst|pd)\s*(?:\[\d+\])?\s*[:：]\s*)+",
                                re.IGNORECASE)
 SUBJECT_KEY = "subject:"
-LINK_STATES = [("linked", "Linked"), ("candidates", "Deal to choose"), ("pending", "Not processed yet"),
-               ("not_linked", "No matching contact"), ("internal", "Between colleagues")]
 #: Addresses shown in the Participants column; the others are counted.
 SHOWN_PARTICIPANTS = 3
 

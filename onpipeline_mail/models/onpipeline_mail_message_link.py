@@ -73,6 +73,11 @@ def domain_of(address):
     return address.rpartition("@")[2]
 
 
+#: Where an email stands with its contacts and deals; short labels: they are badges in narrow columns.
+LINK_STATES = [("linked", "Linked"), ("candidates", "Deal to choose"), ("pending", "Pending"),
+               ("not_linked", "No contact"), ("internal", "Internal")]
+
+
 class IgnoreRules:
     """The ignore list: ``name@`` ignores a local part, ``domain`` a domain and its subdomains."""
 
@@ -172,10 +177,7 @@ class OnpipelineMailMessage(models.Model):
                                    search="_search_partner_ids")
     lead_ids = fields.Many2many("crm.lead", string="Deals", compute="_compute_link_targets",
                                 search="_search_lead_ids")
-    link_state = fields.Selection(
-        [("pending", "Not processed yet"), ("linked", "Linked"), ("candidates", "Deal to choose"),
-         ("not_linked", "No matching contact"), ("internal", "Between colleagues")],
-        "Link Status", compute="_compute_link_state", store=True, index=True)
+    link_state = fields.Selection(LINK_STATES, "Link Status", compute="_compute_link_state", store=True, index=True)
     link_date = fields.Datetime("Linked On", readonly=True, copy=False)
     is_internal_only = fields.Boolean("Between Colleagues", readonly=True)
     is_deal_locked = fields.Boolean(
