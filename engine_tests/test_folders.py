@@ -43,6 +43,7 @@ def test_exchange_groupware_folders_are_refused_with_a_reason(laid_out_mailbox):
                  "Conversation History", "Outbox", "Kalender"):
         assert not listed[name].is_selectable, name
         assert "Not an email folder" in listed[name].skip_reason, name
+    assert listed["Calendar"].skip_reason == "Not an email folder: it holds calendar events."
     # Localized and non-ASCII names arrive decoded from modified UTF-7.
     assert listed["Gesendete Objekte"].role == folders.SENT
     assert listed["Отправленные"].role == folders.SENT

@@ -115,6 +115,19 @@ NON_MAIL_NAMES = {
 
 _ROLE_BY_NAME = {name: role for role, names in ROLE_NAMES.items() for name in names}
 _KIND_BY_NAME = {name: kind for kind, names in NON_MAIL_NAMES.items() for name in names}
+#: What the user is told each kind of folder holds instead of mail.
+_WHAT_IT_HOLDS = {
+    "calendar": "it holds calendar events",
+    "contacts": "it holds contacts",
+    "tasks": "it holds tasks",
+    "notes": "it holds notes",
+    "journal": "it holds journal entries",
+    "sync issues": "it holds the mail client's sync reports",
+    "outbox": "it holds mail waiting to be sent by a mail client",
+    "rss feeds": "it holds news feeds",
+    "conversation history": "it holds chat history",
+    "other groupware": "it holds groupware data",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,7 +178,7 @@ def classify(name, delimiter, flags):
     elif role == OTHER:
         kind = next((_KIND_BY_NAME[segment] for segment in segments if segment in _KIND_BY_NAME), None)
         if kind:
-            skip_reason = "Not an email folder (%s): it holds %s, not mail." % (kind, kind)
+            skip_reason = "Not an email folder: %s." % _WHAT_IT_HOLDS[kind]
     return Folder(name=name, delimiter=delimiter, flags=flags, role=role, is_selectable=not skip_reason,
                   skip_reason=skip_reason)
 
