@@ -215,13 +215,13 @@ class TestGoogleSignIn(HttpCase, OnpipelineMailCase):
         alice_state = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(action["url"]).query))["state"]
         code = self.provider.issue_code(alice_box.email)
         self.authenticate("bob", "bob")
-        with self.assertLogs("odoo.addons.onpipeline_mail_google", "WARNING"):
+        with self.assertLogs("odoo.addons.onpipeline_mail.controllers.sign_in_callback", "WARNING"):
             response = self.url_open("/google_gmail/confirm?" + urllib.parse.urlencode(
                 {"code": code, "state": alice_state}), allow_redirects=False)
         self.assertEqual(response.status_code, 403)
         bob_state = '{"model": "onpipeline.mailbox", "id": %d, "csrf_token": "%s"}' % (
             alice_box.id, alice_box.with_user(self.user_bob)._get_gmail_csrf_token())
-        with self.assertLogs("odoo.addons.onpipeline_mail_google", "WARNING"):
+        with self.assertLogs("odoo.addons.onpipeline_mail.controllers.sign_in_callback", "WARNING"):
             response = self.url_open("/google_gmail/confirm?" + urllib.parse.urlencode(
                 {"code": code, "state": bob_state}), allow_redirects=False)
         self.assertEqual(response.status_code, 403)

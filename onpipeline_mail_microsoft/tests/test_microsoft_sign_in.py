@@ -183,7 +183,7 @@ class TestMicrosoftSignIn(HttpCase, OnpipelineMailCase):
         action = alice_box.with_user(self.user_alice).action_microsoft_sign_in()
         alice_state = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(action["url"]).query))["state"]
         self.authenticate("bob", "bob")
-        with self.assertLogs("odoo.addons.onpipeline_mail_microsoft", "WARNING"):
+        with self.assertLogs("odoo.addons.onpipeline_mail.controllers.sign_in_callback", "WARNING"):
             response = self.url_open("/microsoft_outlook/confirm?" + urllib.parse.urlencode(
                 {"code": self.provider.issue_code(alice_box.email), "state": alice_state}), allow_redirects=False)
         self.assertEqual(response.status_code, 403)
