@@ -195,6 +195,7 @@ class PhaseTimer:
         from odoo.addons.onpipeline_mail.engine import parse as engine_parse
         from odoo.addons.onpipeline_mail.engine import parse_worker
         from odoo.addons.onpipeline_mail.models import onpipeline_mail_message as message_module
+        from odoo.addons.onpipeline_mail.models import onpipeline_mail_message_history as history_module
         from odoo.addons.onpipeline_mail.models import onpipeline_mail_message_link as link_module
 
         targets = [
@@ -203,7 +204,7 @@ class PhaseTimer:
             (engine_fetch, "fetch_messages", "fetch"),
             (message_module.OnpipelineMailMessage, "_store_batch", "store"),
             (link_module.OnpipelineMailMessage, "_link", "link"),
-            (link_module.OnpipelineMailMessage, "_post_history", "history"),
+            (history_module.OnpipelineMailMessage, "_post_history", "history"),
             (sql_db.Cursor, "commit", "commit"),
         ]
         originals = [(owner, name, getattr(owner, name)) for owner, name, _phase in targets]
