@@ -10,6 +10,7 @@ from odoo import _, api, fields, models, tools
 from odoo.tools import SQL
 
 from ..engine.parse import normalize_address
+from . import sql_rows
 from .fields import EmailHtml
 
 #: A body that may load something from the internet when shown (tracking pixels, remote images).
@@ -254,20 +255,82 @@ class OnpipelineMailMessage(models.Model):
                 to_create[key] = self._values_from_parsed(mailbox, folder, key, parsed, meta, own_addresses)
 
         attachments_by_key = {key: values.pop("_attachments") for key, values in to_create.items()}
-        created = self.create(list(to_create.values())) if to_create else self.browse()
+        orm_path = sql_rows.use_orm_path(self.env)
+        computed = []
+        if not to_create:
+            created = self.browse()
+        elif orm_path:
+            created = self.create(list(to_create.values()))
+        else:
+            created, computed = self._insert_new(folder, list(to_create.values()))
         for message in created:
             by_key[message.message_key] = message
         self._create_attachments(created, attachments_by_key)
 
-        Location = self.env["onpipeline.mail.message.location"]
-        uids = [uid for _key, uid in located]
-        stored = set(Location.search([("folder_id", "=", folder.id), ("uidvalidity", "=", uidvalidity),
-                                      ("uid", "in", uids)]).mapped("uid"))
-        Location.create([
-            {"message_id": by_key[key].id, "folder_id": folder.id, "uidvalidity": uidvalidity, "uid": uid}
-            for key, uid in located if uid not in stored
-        ])
+        self._store_locations(folder, uidvalidity, [(by_key[key], uid) for key, uid in located], created, computed)
         return self.browse(list({by_key[key].id for key, _uid in located}))
+
+    @api.model
+    def _store_locations(self, folder, uidvalidity, located, created, computed):
+        """Record where the emails are: ``located`` [(email, UID)], those already recorded skipped."""
+        Location = self.env["onpipeline.mail.message.location"]
+        stored = set(Location.search([("folder_id", "=", folder.id), ("uidvalidity", "=", uidvalidity),
+                                      ("uid", "in", [uid for _message, uid in located])]).mapped("uid"))
+        rows = [{"message_id": message.id, "folder_id": folder.id, "uidvalidity": uidvalidity, "uid": uid}
+                for message, uid in located if uid not in stored]
+        if sql_rows.use_orm_path(self.env):
+            Location.create(rows)
+        elif rows:
+            mailbox = folder.mailbox_id
+            mailbox_values = {"mailbox_id": mailbox.id, "company_id": mailbox.company_id.id or False}
+            sql_rows.insert_rows(Location, [dict(row, **mailbox_values) for row in rows],
+                                 computed=tuple(mailbox_values))
+            # The new emails' computed fields hold their values already (their folder is this one):
+            # the locations marked some of them for recomputation.
+            for name in computed:
+                self.env.remove_to_compute(self._fields[name], created)
+
+    def _insert_new(self, folder, vals_list):
+        """Create the emails of ``vals_list`` set-based (see ``sql_rows``): the rows ``create()`` would write.
+
+        Returns the emails and the names of the stored computed fields they hold computed.
+
+        As ``create()`` (kept for everything else, and for the ORM path): conversations
+        assigned first, their counters refreshed after. The stored computed fields are
+        computed here, per batch, by ``_precomputed_values``.
+        """
+        self.env["onpipeline.mail.conversation"]._assign(vals_list)
+        body_field = self._fields["body_html"]
+        defaults = sql_rows.column_defaults(self, vals_list[0])
+        ids = sql_rows.reserve_ids(self, len(vals_list))
+        rows = []
+        for row_id, vals in zip(ids, vals_list, strict=True):
+            row = dict(defaults, **vals, id=row_id)
+            # Sanitized once, by the field itself, as create() would (Odoo's html_sanitize, lxml).
+            row["body_html"] = body_field.convert_to_cache(row["body_html"], self) if row.get("body_html") else False
+            rows.append(row)
+        computed = self._precomputed_values(folder, rows)
+        sql_rows.insert_rows(self, rows, sanitized=("body_html",), computed=computed)
+        messages = self.browse(ids)
+        # What the rest of the batch reads of them, known already: not fetched again (bodies included).
+        for name in ("message_key", "body_html", "conversation_id"):
+            field = self._fields[name]
+            self.env.cache.update(messages, field, [field.convert_to_cache(row[name], self, validate=False)
+                                                    for row in rows])
+        messages.conversation_id._refresh_stats()
+        return messages, computed
+
+    def _precomputed_values(self, folder, rows):
+        """Fill in ``rows`` (new emails of ``folder``, ids reserved) the stored computed fields; their names.
+
+        Each module that adds a stored computed field to emails fills it here, with
+        the value its compute method gives a new email (a test compares them with
+        what the ORM computes).
+        """
+        company_id = folder.mailbox_id.company_id.id or False
+        for row in rows:
+            row["company_id"] = company_id
+        return ["company_id"]
 
     @api.model
     def _values_from_parsed(self, mailbox, folder, key, parsed, meta, own_addresses):

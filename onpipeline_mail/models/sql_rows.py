@@ -40,6 +40,19 @@ def reserve_ids(model, count):
     return [row[0] for row in model.env.cr.fetchall()]
 
 
+def column_defaults(model, given):
+    """The default values ``create()`` adds to a row that holds the fields ``given``.
+
+    ``create()`` asks ``default_get`` once per record; a batch of rows with the
+    same fields needs it once. Only fields with a column are kept; the log
+    access columns are set by :func:`insert_rows`.
+    """
+    missing = [name for name, field in model._fields.items()
+               if name not in given and field.column_type and name not in LOG_ACCESS_COLUMNS and name != "id"]
+    defaults = model.default_get(missing) if missing else {}
+    return {name: value for name, value in defaults.items() if name in missing}
+
+
 def insert_rows(model, rows, sanitized=(), computed=()):
     """INSERT ``rows`` (dicts of field name: value, as ``create()`` takes them) into ``model``; its records.
 
@@ -80,7 +93,8 @@ def insert_rows(model, rows, sanitized=(), computed=()):
                 row.setdefault("create_date", now)
                 row.setdefault("write_uid", uid)
                 row.setdefault("write_date", now)
-            values.append(tuple(_column_value(model, fields.get(name), name, row, sanitized) for name in names))
+            values.append(SQL("(%s)", SQL(", ").join(
+                _column_value(model, fields.get(name), name, row, sanitized) for name in names)))
         env.cr.execute(SQL(
             "INSERT INTO %s (%s) VALUES %s RETURNING id",
             SQL.identifier(model._table), SQL(", ").join(map(SQL.identifier, names)),

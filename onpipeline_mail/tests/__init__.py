@@ -13,3 +13,4 @@ from . import test_settings
 from . import test_sending_retry
 from . import test_sync_faults
 from . import test_sync_delete
+from . import test_store_rows
