@@ -1,6 +1,8 @@
 """The parse worker: a child process gives the same results as parsing here, and when it fails, nothing is lost."""
 
+import dataclasses
 import glob
+import html
 import io
 import logging
 import os
@@ -94,3 +96,32 @@ def test_answers_may_hold_plain_values_only():
     assert parse_worker._AnswerLoader(io.BytesIO(pickle.dumps([plain]))).load() == [plain]
     with pytest.raises(pickle.UnpicklingError):
         parse_worker._AnswerLoader(io.BytesIO(pickle.dumps([Smuggled()]))).load()
+
+
+def test_the_worker_applies_the_callers_html_filter_and_nothing_else():
+    jobs = corpus_jobs()
+    html_filter = parse_worker.HtmlFilter("html", "escape", {"quote": True})
+    with parse_worker.ParseWorker(local_batches=0, html_filter=html_filter) as worker:
+        results = worker.collect(worker.submit(jobs))
+        assert worker.batches_parsed == 1
+    here = parse_worker.parse_jobs(jobs)
+    with_html = [result for result in results if result.body_html]
+    assert with_html, "the corpus has HTML bodies"
+    for result, local in zip(results, here, strict=True):
+        assert result.body_html_filtered == (html.escape(result.body_html, quote=True) if result.body_html else None)
+        assert dataclasses_without_filtered(result) == dataclasses_without_filtered(local), "parsing unchanged"
+
+
+def test_a_filter_the_child_cannot_load_leaves_bodies_to_the_caller(capfd):
+    jobs = corpus_jobs()
+    html_filter = parse_worker.HtmlFilter("no_such_module_here", "clean", path=("/nonexistent",))
+    with parse_worker.ParseWorker(local_batches=0, html_filter=html_filter) as worker:
+        results = worker.collect(worker.submit(jobs))
+        assert worker.batches_parsed == 1, "parsed in the child all the same"
+    assert results == parse_worker.parse_jobs(jobs)
+    assert all(result.body_html_filtered is None for result in results)
+    assert "no_such_module_here" in capfd.readouterr().err
+
+
+def dataclasses_without_filtered(result):
+    return dataclasses.replace(result, body_html_filtered=None)

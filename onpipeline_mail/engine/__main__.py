@@ -376,14 +376,15 @@ def build_parser():
     sub.set_defaults(func=cmd_demo)
 
     sub = add_command("parse-worker", "(used by the sync) parse the batches sent on stdin, answer on stdout")
+    sub.add_argument("--html-filter", help="JSON of a parse_worker.HtmlFilter applied to HTML bodies")
     sub.set_defaults(func=cmd_parse_worker)
     return parser
 
 
-def cmd_parse_worker(_args):
-    from .parse_worker import serve_stdio
+def cmd_parse_worker(args):
+    from .parse_worker import HtmlFilter, serve_stdio
 
-    serve_stdio()
+    serve_stdio(HtmlFilter.from_json(args.html_filter) if args.html_filter else None)
     return EXIT_OK
 
 

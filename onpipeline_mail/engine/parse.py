@@ -154,6 +154,10 @@ class ParsedMessage:
     defects: tuple = ()
     is_truncated: bool = False
     truncation_reason: str = ""
+    #: ``body_html`` through the caller's HTML filter (its sanitizer), when a parse
+    #: worker given one parsed the message (see :class:`.parse_worker.ParseWorker`);
+    #: None otherwise, and the caller filters ``body_html`` itself.
+    body_html_filtered: str | None = None
 
 
 # -- caches -----------------------------------------------------------------

@@ -15,10 +15,18 @@ loader that refuses any other class, then rebuilds the dataclasses.
 Whatever goes wrong with the child (it cannot start, dies on a message,
 answers garbage, takes longer than ``timeout``) costs only speed: the batch
 is parsed again in this process, as it would have been without a worker.
+
+The caller may also hand the child its HTML filter (:class:`HtmlFilter`: the
+sanitizer it applies to every HTML body before storing it), so that this CPU
+work is done on the second core too; the child names it by module and function
+and imports it itself. A message it could not filter comes back unfiltered
+(``body_html_filtered`` None) and the caller filters it, as without a worker.
 """
 
 import dataclasses
+import importlib
 import io
+import json
 import logging
 import os
 import pickle
@@ -45,6 +53,38 @@ DEFAULT_TIMEOUT = 300
 #: Classes an answer may hold besides the builtins.
 _ANSWER_CLASSES = {("datetime", "datetime"), ("datetime", "timezone"), ("datetime", "timedelta"),
                    ("builtins", "set"), ("builtins", "frozenset")}
+
+
+@dataclasses.dataclass(frozen=True)
+class HtmlFilter:
+    """A function ``module.function(html, **kwargs) -> html`` the child applies to each HTML body.
+
+    ``path``: folders the child puts in front of ``sys.path`` to import ``module``
+    (the caller's framework, which this package never imports itself).
+    """
+
+    module: str
+    function: str
+    kwargs: dict = dataclasses.field(default_factory=dict)
+    path: tuple = ()
+
+    def to_json(self):
+        return json.dumps({"module": self.module, "function": self.function, "kwargs": self.kwargs,
+                           "path": list(self.path)})
+
+    @classmethod
+    def from_json(cls, text):
+        values = json.loads(text)
+        return cls(values["module"], values["function"], values.get("kwargs") or {}, tuple(values.get("path") or ()))
+
+    def load(self):
+        """The function itself (in the child)."""
+        for folder in reversed(self.path):
+            if folder not in sys.path:
+                sys.path.insert(0, folder)
+        function = getattr(importlib.import_module(self.module), self.function)
+        kwargs = dict(self.kwargs)
+        return lambda html: str(function(html, **kwargs))
 
 
 def parse_jobs(jobs):
@@ -120,8 +160,11 @@ class ParseWorker:
     with nothing new, or with one batch of new mail, starts no process.
     """
 
-    def __init__(self, timeout=DEFAULT_TIMEOUT, min_batch=MIN_WORKER_BATCH, local_batches=LOCAL_BATCHES):
+    def __init__(self, timeout=DEFAULT_TIMEOUT, min_batch=MIN_WORKER_BATCH, local_batches=LOCAL_BATCHES,
+                 html_filter=None):
         self.timeout = timeout
+        #: :class:`HtmlFilter` the child applies to HTML bodies, or None.
+        self.html_filter = html_filter
         self.min_batch = min_batch
         self.local_batches = local_batches
         self._process = None
@@ -201,8 +244,11 @@ class ParseWorker:
         if self.is_running:
             return True
         try:
+            command = [sys.executable, CHILD_SCRIPT, "parse-worker"]
+            if self.html_filter:
+                command += ["--html-filter", self.html_filter.to_json()]
             self._process = subprocess.Popen(
-                [sys.executable, CHILD_SCRIPT, "parse-worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                 close_fds=True, env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"))
         except OSError as exc:
             self._fail("could not start", exc)
@@ -227,24 +273,48 @@ class ParseWorker:
         self.close()
 
 
-def serve(stdin=None, stdout=None):
-    """The child's loop: a batch of jobs in, a list of plain answers out, until stdin closes."""
+def _filter_bodies(results, html_filter):
+    filtered = []
+    for result in results:
+        if isinstance(result, parse.ParsedMessage) and result.body_html:
+            try:
+                result = dataclasses.replace(result, body_html_filtered=html_filter(result.body_html))
+            except Exception as exc:  # the caller filters this one itself
+                _logger.warning("HTML filter failed on a message (%s: %s)", type(exc).__name__, exc)
+        filtered.append(result)
+    return filtered
+
+
+def serve(stdin=None, stdout=None, html_filter=None):
+    """The child's loop: a batch of jobs in, a list of plain answers out, until stdin closes.
+
+    ``html_filter``: an :class:`HtmlFilter`; if it cannot be imported, bodies go back unfiltered.
+    """
     stdin = stdin or sys.stdin.buffer
     stdout = stdout or sys.stdout.buffer
+    function = None
+    if html_filter:
+        try:
+            function = html_filter.load()
+        except Exception as exc:
+            _logger.warning("HTML filter %s.%s could not be loaded (%s: %s); bodies go back unfiltered.",
+                            html_filter.module, html_filter.function, type(exc).__name__, exc)
     while True:
         header = stdin.read(HEADER.size)
         if len(header) < HEADER.size:
             return
         size, = HEADER.unpack(header)
         jobs = pickle.loads(_read_exactly(stdin, size))
-        answers = [to_plain(result) if isinstance(result, parse.ParsedMessage) else result
-                   for result in parse_jobs(jobs)]
+        results = parse_jobs(jobs)
+        if function:
+            results = _filter_bodies(results, function)
+        answers = [to_plain(result) if isinstance(result, parse.ParsedMessage) else result for result in results]
         _write(stdout, answers)
 
 
-def serve_stdio():
+def serve_stdio(html_filter=None):
     """The child's entry point (``python engine/__main__.py parse-worker``), on the process's stdin and stdout."""
     # Answers go to the real stdout only: anything printed by mistake would break the protocol.
     answers = sys.stdout.buffer
     sys.stdout = sys.stderr
-    serve(sys.stdin.buffer, answers)
+    serve(sys.stdin.buffer, answers, html_filter=html_filter)

@@ -1,5 +1,6 @@
 import datetime
 import html as html_lib
+import os
 import re
 
 import lxml.etree
@@ -8,7 +9,9 @@ from markupsafe import Markup
 
 from odoo import _, api, fields, models, tools
 from odoo.tools import SQL
+from odoo.tools import mail as odoo_mail_tools
 
+from ..engine import parse_worker
 from ..engine.parse import normalize_address
 from . import sql_rows
 from .fields import EmailHtml
@@ -255,6 +258,7 @@ class OnpipelineMailMessage(models.Model):
                 to_create[key] = self._values_from_parsed(mailbox, folder, key, parsed, meta, own_addresses)
 
         attachments_by_key = {key: values.pop("_attachments") for key, values in to_create.items()}
+        sanitized_by_key = {key: values.pop("_body_html_sanitized") for key, values in to_create.items()}
         orm_path = sql_rows.use_orm_path(self.env)
         computed = []
         if not to_create:
@@ -262,7 +266,7 @@ class OnpipelineMailMessage(models.Model):
         elif orm_path:
             created = self.create(list(to_create.values()))
         else:
-            created, computed = self._insert_new(folder, list(to_create.values()))
+            created, computed = self._insert_new(folder, list(to_create.values()), sanitized_by_key)
         for message in created:
             by_key[message.message_key] = message
         self._create_attachments(created, attachments_by_key)
@@ -290,7 +294,7 @@ class OnpipelineMailMessage(models.Model):
             for name in computed:
                 self.env.remove_to_compute(self._fields[name], created)
 
-    def _insert_new(self, folder, vals_list):
+    def _insert_new(self, folder, vals_list, sanitized_by_key=None):
         """Create the emails of ``vals_list`` set-based (see ``sql_rows``): the rows ``create()`` would write.
 
         Returns the emails and the names of the stored computed fields they hold computed.
@@ -306,8 +310,13 @@ class OnpipelineMailMessage(models.Model):
         rows = []
         for row_id, vals in zip(ids, vals_list, strict=True):
             row = dict(defaults, **vals, id=row_id)
-            # Sanitized once, by the field itself, as create() would (Odoo's html_sanitize, lxml).
-            row["body_html"] = body_field.convert_to_cache(row["body_html"], self) if row.get("body_html") else False
+            # Sanitized once, by the field's own sanitizer as create() would (Odoo's html_sanitize, lxml):
+            # in the parse worker, on the other core, or here.
+            sanitized = (sanitized_by_key or {}).get(row["message_key"])
+            if sanitized is not None:
+                row["body_html"] = Markup(sanitized)
+            elif row.get("body_html"):
+                row["body_html"] = body_field.convert_to_cache(row["body_html"], self)
             rows.append(row)
         computed = self._precomputed_values(folder, rows)
         sql_rows.insert_rows(self, rows, sanitized=("body_html",), computed=computed)
@@ -319,6 +328,26 @@ class OnpipelineMailMessage(models.Model):
                                                     for row in rows])
         messages.conversation_id._refresh_stats()
         return messages, computed
+
+    @api.model
+    def _body_html_filter(self):
+        """``body_html``'s sanitizer, for the parse worker to apply (``parse_worker.HtmlFilter``).
+
+        Odoo's ``html_sanitize`` with the field's own options, as ``Html._convert`` calls
+        it: the body a worker sanitized is the one this field would have stored.
+        """
+        field = self._fields["body_html"]
+        if field.sanitize_overridable or not field.sanitize:
+            return None
+        options = {
+            "silent": True, "sanitize_tags": field.sanitize_tags, "sanitize_attributes": field.sanitize_attributes,
+            "sanitize_style": field.sanitize_style, "sanitize_form": field.sanitize_form,
+            "sanitize_conditional_comments": field.sanitize_conditional_comments,
+            "output_method": field.sanitize_output_method, "strip_style": field.strip_style,
+            "strip_classes": field.strip_classes,
+        }
+        odoo_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(odoo_mail_tools.__file__))))
+        return parse_worker.HtmlFilter(odoo_mail_tools.__name__, "html_sanitize", options, path=(odoo_root,))
 
     def _precomputed_values(self, folder, rows):
         """Fill in ``rows`` (new emails of ``folder``, ids reserved) the stored computed fields; their names.
@@ -362,6 +391,8 @@ class OnpipelineMailMessage(models.Model):
             "truncation_reason": parsed.truncation_reason or False,
             "defects": "\n".join(parsed.defects) or False,
             "_attachments": parsed.attachments,
+            # Sanitized by the parse worker with body_html's own sanitizer (_body_html_filter), or None.
+            "_body_html_sanitized": parsed.body_html_filtered if parsed.body_html else None,
         }
 
     @api.model

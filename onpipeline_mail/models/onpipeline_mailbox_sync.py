@@ -331,7 +331,9 @@ class OnpipelineMailbox(models.Model):
         the ``onpipeline_mail.parse_in_worker`` parameter is 0."""
         param = self.env["ir.config_parameter"].sudo().get_param("onpipeline_mail.parse_in_worker", "")
         enabled = (os.cpu_count() or 1) > 1 if param.strip() in ("", "auto") else param.strip() not in ("0", "false")
-        return parse_worker.ParseWorker() if enabled else contextlib.nullcontext()
+        if not enabled:
+            return contextlib.nullcontext()
+        return parse_worker.ParseWorker(html_filter=self.env["onpipeline.mail.message"]._body_html_filter())
 
     def _folders_to_sync(self):
         return self.folder_ids.filtered(lambda f: f.is_selected and f.is_selectable and f.is_present

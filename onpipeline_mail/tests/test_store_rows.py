@@ -13,6 +13,7 @@ import re
 
 from odoo.tests import tagged
 
+from ..engine import parse, parse_worker
 from ..engine.testing import mailgen
 from ..models import sql_rows
 from .common import OnpipelineMailCase, append, make_message
@@ -62,6 +63,7 @@ class TestStoreRows(OnpipelineMailCase):
                          html="<p>caf\u00e9</p>"),
         ]
         date = now - datetime.timedelta(days=2)
+        cls.raws = received + hostile + extra
         for raw in received + hostile + extra:
             append(cls.account, "INBOX", raw, date=date)
         for raw in sent + [received[0]]:  # one email in both folders
@@ -75,6 +77,11 @@ class TestStoreRows(OnpipelineMailCase):
         cls.env["crm.lead"].create([{"name": "Deal %s" % partner.name, "type": "opportunity",
                                      "partner_id": partner.id} for partner in partners[:4]]
                                    + [{"name": "Second deal", "type": "opportunity", "partner_id": partners[0].id}])
+
+    def setUp(self):
+        super().setUp()
+        # Small batches: later ones are parsed (and their bodies sanitized) in the parse worker.
+        self.env["ir.config_parameter"].sudo().set_param("onpipeline_mail.sync_batch_size", "15")
 
     def sync_and_read(self, orm_path):
         mailbox = self.create_mailbox(self.account, sync_window="1m")
@@ -172,3 +179,17 @@ class TestStoreRows(OnpipelineMailCase):
         self.assertTrue(any(row["res_field"] == "body_html" for row in expected["attachments"]), "inline images")
         self.assertTrue(expected["history files"])
         self.assertGreater(len(expected["locations"]), len(messages), "an email in two folders")
+
+    def test_the_parse_worker_sanitizes_bodies_as_the_field_does(self):
+        Message = self.env["onpipeline.mail.message"]
+        field = Message._fields["body_html"]
+        jobs = [(raw, parse.MAX_ATTACHMENT_BYTES, "", len(raw)) for raw in self.raws]
+        with parse_worker.ParseWorker(local_batches=0, html_filter=Message._body_html_filter()) as worker:
+            results = worker.collect(worker.submit(jobs))
+            self.assertEqual(worker.batches_parsed, 1, "parsed in the child")
+        bodies = [result for result in results if isinstance(result, parse.ParsedMessage) and result.body_html]
+        self.assertGreater(len(bodies), 20)
+        for result in bodies:
+            self.assertEqual(result.body_html_filtered, str(field.convert_to_cache(result.body_html, Message)))
+        self.assertTrue(any("<script" in result.body_html and "<script" not in result.body_html_filtered
+                            for result in bodies), "hostile HTML among them")
