@@ -1,13 +1,20 @@
 """History entries: copies of linked emails in the chatter of their contacts and deals."""
 
+from collections import defaultdict
+
 from markupsafe import Markup
 
 from odoo import _, models, tools
+from odoo.models import LOG_ACCESS_COLUMNS
 from odoo.tools import SQL
 
 from ..engine.parse import normalize_address
+from . import sql_rows
 from .onpipeline_mail_message import block_remote_content
 from .onpipeline_mail_message_link import address_variants
+
+#: Fields ``create()`` never takes from ``default_get`` (``_prepare_create_values`` drops them).
+MAGIC_FIELDS = ("id", "parent_path", *LOG_ACCESS_COLUMNS)
 
 
 class OnpipelineMailMessage(models.Model):
@@ -64,13 +71,91 @@ class OnpipelineMailMessage(models.Model):
                 "date": message.date,
                 "message_id": message.message_id or False,
             })
-        entries = self.env["mail.message"].sudo().with_context(mail_create_nosubscribe=True).create(values)
+        Entry = self.env["mail.message"].sudo().with_context(mail_create_nosubscribe=True)
+        if not sql_rows.use_orm_path(self.env):
+            entries = self._insert_history_entries(
+                Entry, values, [bodies[link.message_id.id] for link in links])
+            if entries is not None:
+                self._attach_history_files({entry.id: link.message_id.attachment_ids.ids
+                                            for link, entry in zip(links, entries, strict=True)})
+                self._set_history_entries(links, entries)
+                return
+        entries = Entry.create(values)
         self._write_history_bodies({entry.id: bodies[link.message_id.id]
                                     for link, entry in zip(links, entries, strict=True)})
         self._attach_history_files({entry.id: link.message_id.attachment_ids.ids
                                     for link, entry in zip(links, entries, strict=True)})
         for link, entry in zip(links, entries, strict=True):
             link.mail_message_id = entry
+
+    def _insert_history_entries(self, Entry, values, bodies):
+        """The history entries of ``values`` with their ``bodies``, INSERTed in one statement per batch.
+
+        The rows are those ``Entry.create(values)`` writes, column for column:
+        what ``default_get`` adds (field defaults, ``default_*`` context keys,
+        ``ir.default``, asked once per batch since every entry has the same keys),
+        a Message-ID generated as mail.message's ``create()`` does for an email
+        without one, and the bodies, written as given (see ``_write_history_bodies``).
+        What ``create()`` does beyond the row is kept: fields depending on the
+        entries are marked for recomputation (``insert_rows``) and the cached
+        history of their contacts and deals is invalidated (``_invalidate_documents``).
+
+        None when a default would make ``create()`` write more than columns (a
+        ``default_partner_ids`` in the context, say): then ``create()`` does it.
+        """
+        defaults = self._history_entry_defaults(Entry, {*values[0], "body"})
+        if defaults is None:
+            return None
+        rows = []
+        for row, body in zip(values, bodies, strict=True):
+            row = dict(defaults, **row, body=body)
+            if not row.get("message_id"):
+                row["message_id"] = Entry._get_message_id(row)
+            rows.append(row)
+        entries = sql_rows.insert_rows(Entry, rows, sanitized=("body",))
+        documents = defaultdict(list)
+        for row in rows:
+            if Entry.is_thread_message(row):
+                documents[row["model"]].append(row["res_id"])
+        for model, res_ids in documents.items():
+            if model in self.pool and issubclass(self.pool[model], self.pool["mail.thread"]):
+                self.env[model].browse(res_ids).invalidate_recordset(
+                    ["message_ids", "message_needaction", "message_needaction_counter"])
+        return entries
+
+    def _history_entry_defaults(self, Entry, given):
+        """What ``create()`` adds to values holding the fields ``given``: {column field: default}, or None.
+
+        As ``_add_missing_default_values`` and ``_prepare_create_values``: one
+        ``default_get`` of the fields not given, magic columns dropped; None when a
+        default is not a plain column (a relation, an inverse) that ``insert_rows``
+        cannot write.
+        """
+        fields = Entry._fields
+        defaults = Entry.default_get([name for name in fields if name not in given and name not in MAGIC_FIELDS])
+        columns = {}
+        for name, value in defaults.items():
+            field = fields[name]
+            if field.store and field.column_type and not field.inverse and not field.inherited:
+                columns[name] = value
+            elif field.store or field.inverse or field.inherited or field.type == "properties":
+                return None
+        return columns
+
+    def _set_history_entries(self, links, entries):
+        """``link.mail_message_id = entry`` for each link, in one UPDATE, as ``write()`` leaves the rows.
+
+        ``write()`` also sets ``write_uid`` and ``write_date``; the cached values are invalidated.
+        """
+        links.flush_recordset(["mail_message_id"])
+        self.env.cr.execute(SQL(
+            "UPDATE %s AS link SET mail_message_id = entry.id, write_uid = %s, write_date = %s "
+            "FROM (VALUES %s) AS entry(link_id, id) WHERE link.id = entry.link_id",
+            SQL.identifier(links._table), self.env.uid, self.env.cr.now(),
+            SQL(", ").join(SQL("(%s, %s)", link.id, entry.id)
+                           for link, entry in zip(links, entries, strict=True))))
+        links.invalidate_recordset(["mail_message_id", "write_uid", "write_date"])
+        links.modified(["mail_message_id"])
 
     def _attach_history_files(self, files):
         """Show the synced emails' own files on their history entries ({mail.message id: [attachment id]}).

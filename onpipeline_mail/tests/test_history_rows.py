@@ -1,0 +1,168 @@
+"""History entries written set-based are the rows ``create()`` writes: the same links posted both ways, compared.
+
+Each way runs in a savepoint rolled back afterwards, on the same synced mail and links; the
+rows are read with SQL and compared column by column. Ids differ between the two runs (the
+sequences are not rolled back): rows are matched by their order of creation, and every id
+of a new entry is replaced by its rank. A Message-ID generated for an email without one is
+random: only its random part is masked.
+"""
+
+import datetime
+import re
+from contextlib import closing
+from unittest.mock import patch
+
+from odoo.tests import tagged
+
+from ..models.sql_rows import ORM_PATH
+from .common import append, make_message
+from .test_linking import UTC, LinkingCase
+
+#: The random part (random number, time) of a Message-ID made by Odoo's ``generate_tracking_message_id``.
+GENERATED_MESSAGE_ID = re.compile(r"^<\d+\.\d+\.\d+-openerp-")
+
+
+@tagged("post_install", "-at_install", "onpipeline_mail", "onpipeline_mail_link")
+class TestHistoryRows(LinkingCase):
+
+    def setUp(self):
+        super().setUp()
+        # "Only me": the mail is linked, and no copy goes into the history until the mailbox shares it.
+        self.mailbox.linked_visibility = "owner"
+        self.deal = self.opportunity("Deal", partner_id=self.jane.id, user_id=self.user_alice.id)
+        now = datetime.datetime.now(UTC)
+        deliveries = [
+            ("INBOX", make_message(
+                "plans", sender="Jane Doe <jane.doe@client.example>", to=self.account.username,
+                Cc="Carla <carla@company.test>", body="See the plans",
+                date=datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+                attachments=[("plans.pdf", "application/pdf", b"%PDF-1.4 plans"),
+                             ("notes.txt", "text/plain", b"notes")])),
+            ("Sent", make_message("my offer", sender=self.account.username, to="jane.doe@client.example",
+                                  html="<p>Our <b>offer</b></p>", date=now - datetime.timedelta(hours=3))),
+            ("INBOX", make_message("no message-id", sender="jane.doe@client.example", to=self.account.username,
+                                   message_id=False, body="a < b & c > d\nsecond line",
+                                   date=now - datetime.timedelta(hours=2))),
+            ("INBOX", make_message(
+                "", sender="Stranger <stranger@else.example>", to=self.account.username,
+                Cc="jane.doe@client.example", Reply_To="Desk <desk@else.example>",
+                html='<p onclick="steal()" style="position:fixed">Terms</p><script>alert(1)</script>'
+                     '<img src="https://tracker.example/pixel.png">', date=now - datetime.timedelta(hours=1))),
+        ]
+        for folder, raw in deliveries:
+            append(self.account, folder, raw)
+        self.mailbox._sync()
+        self.mailbox.with_context(onpipeline_defer_history=True).linked_visibility = "colleagues"
+        self.links = self.env["onpipeline.mail.link"].sudo().search([("mailbox_id", "=", self.mailbox.id)])
+        self.assertFalse(self.links.mail_message_id)
+
+    def both_ways(self, post, context=None, set_based=True):
+        """{way: snapshot} of what ``post(context)`` writes, as ``create()`` ("orm") and set-based ("sql")."""
+        results = {}
+        for way in ("orm", "sql"):
+            with closing(self.env.cr.savepoint()):
+                self.env.flush_all()
+                self.env.cr.execute("SELECT COALESCE(MAX(id), 0) FROM mail_message")
+                before = self.env.cr.fetchone()[0]
+                # The cached values create() and write() leave up to date must not be stale either.
+                self.deal.message_ids, self.jane.message_ids, self.links.mail_message_id  # noqa: B018
+                ctx = dict(context or {}, **{ORM_PATH: way == "orm"})
+                if way == "sql" and set_based:
+                    with patch.object(type(self.env["mail.message"]), "create",
+                                      side_effect=AssertionError("the set-based path called create()")):
+                        post(ctx)
+                else:
+                    post(ctx)
+                results[way] = self.snapshot(before)
+        return results
+
+    def snapshot(self, before):
+        """The new mail.message rows, their relation rows, the links' entries, the documents' cached history."""
+        cr = self.env.cr
+        self.env.flush_all()
+        cr.execute("SELECT * FROM mail_message WHERE id > %s ORDER BY id", [before])
+        rows = cr.dictfetchall()
+        rank = {row["id"]: "new entry #%d" % index for index, row in enumerate(rows)}
+        for row in rows:
+            del row["id"]
+            row["message_id"] = GENERATED_MESSAGE_ID.sub("<(random)-openerp-", row["message_id"] or "")
+            row["parent_id"] = rank.get(row["parent_id"], row["parent_id"])
+        relations = {}
+        for field in self.env["mail.message"]._fields.values():
+            if field.type == "many2many" and field.store:
+                cr.execute('SELECT "%s", "%s" FROM "%s" WHERE "%s" > %%s' % (
+                    field.column1, field.column2, field.relation, field.column1), [before])
+                relations[field.name] = sorted((rank[entry_id], other_id) for entry_id, other_id in cr.fetchall())
+        cr.execute("SELECT id, mail_message_id, write_uid, write_date FROM onpipeline_mail_link WHERE id IN %s "
+                   "ORDER BY id", [tuple(self.links.ids)])
+        links = [(link_id, rank.get(entry_id, entry_id), write_uid, write_date)
+                 for link_id, entry_id, write_uid, write_date in cr.fetchall()]
+        cached = {
+            "links": [(link.id, rank.get(link.mail_message_id.id, link.mail_message_id.id)) for link in self.links],
+            "deal": [rank.get(entry_id, entry_id) for entry_id in self.deal.message_ids.ids],
+            "jane": [rank.get(entry_id, entry_id) for entry_id in self.jane.message_ids.ids],
+        }
+        return {"rows": rows, "relations": relations, "links": links, "cached": cached}
+
+    def assert_same_rows(self, results):
+        orm, sql = results["orm"], results["sql"]
+        self.assertEqual(len(sql["rows"]), len(orm["rows"]), "as many mail.message rows")
+        for index, (orm_row, sql_row) in enumerate(zip(orm["rows"], sql["rows"], strict=True)):
+            self.assertEqual(sql_row.keys(), orm_row.keys())
+            for column, value in orm_row.items():
+                with self.subTest(entry=index, subject=orm_row["subject"], column=column):
+                    self.assertEqual(sql_row[column], value)
+        for part in ("relations", "links", "cached"):
+            with self.subTest(part=part):
+                self.assertEqual(sql[part], orm[part])
+
+    def assert_entries(self, snapshot):
+        """What the entries are (so that the comparison is not one of two empty sets)."""
+        rows = snapshot["rows"]
+        # Every email is linked to Jane and to her deal.
+        self.assertEqual(len(rows), 8)
+        self.assertEqual(sorted({(row["model"], row["res_id"]) for row in rows}),
+                         [("crm.lead", self.deal.id), ("res.partner", self.jane.id)])
+        self.assertEqual(len(snapshot["relations"]["attachment_ids"]), 4, "two files, on two entries")
+        generated = {row["message_id"].split("@")[0] for row in rows
+                     if row["message_id"].startswith("<(random)-openerp-")}
+        self.assertEqual(generated, {"<(random)-openerp-%s-crm.lead" % self.deal.id,
+                                     "<(random)-openerp-%s-res.partner" % self.jane.id},
+                         "the email without a Message-ID gets one per entry, as create() makes them")
+        for row in rows:
+            self.assertIn("Outgoing email" if row["subject"] == "my offer" else "Incoming email", row["body"])
+        self.assertEqual(len([link for link in snapshot["links"] if isinstance(link[1], str)]), 8)
+        new_entries = [entry for entry in snapshot["cached"]["jane"] if isinstance(entry, str)]
+        self.assertEqual(len(new_entries), 4)
+        self.assertEqual(new_entries, sorted(new_entries, key=lambda entry: -int(entry.split("#")[1])),
+                         "newest first, as the chatter reads them")
+
+    def test_first_sync_history_rows_are_those_of_create(self):
+        # The first sync's way: the pending links of the mailbox, oldest first, in chunks.
+        results = self.both_ways(lambda context: self.mailbox.with_context(**context)._post_pending_history(
+            lambda: None))
+        self.assert_entries(results["orm"])
+        self.assert_same_rows(results)
+
+    def test_history_rows_of_late_links_are_those_of_create(self):
+        # Links made after the sync (a contact created, a mailbox shared) are posted as they come.
+        def post(context):
+            self.links.message_id.with_context(**context)._post_history(self.links)
+        results = self.both_ways(post)
+        self.assert_entries(results["orm"])
+        self.assert_same_rows(results)
+
+    def test_context_defaults_are_those_of_create(self):
+        # create() takes what the fields not given default to from the context: so do the rows.
+        context = {"default_email_layout_xmlid": "mail.mail_notification_light", "default_email_add_signature": False}
+        results = self.both_ways(lambda ctx: self.links.message_id.with_context(**ctx)._post_history(self.links),
+                                 context)
+        self.assertEqual({(row["email_layout_xmlid"], row["email_add_signature"]) for row in results["orm"]["rows"]},
+                         {("mail.mail_notification_light", False)})
+        self.assert_same_rows(results)
+        # A default create() writes into a relation: create() does it.
+        context = {"default_partner_ids": self.user_bob.partner_id.ids}
+        results = self.both_ways(lambda ctx: self.links.message_id.with_context(**ctx)._post_history(self.links),
+                                 context, set_based=False)
+        self.assertEqual(len(results["orm"]["relations"]["partner_ids"]), 8)
+        self.assert_same_rows(results)
