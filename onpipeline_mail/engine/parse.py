@@ -337,6 +337,16 @@ def _idna_to_unicode(domain):
     return unicodedata.normalize("NFC", ".".join(labels)).lower()
 
 
+@_cache_by_header_value
+def header_addresses(text):
+    """The normalized address of each entry of one address header value ("Name <a@b>, c@d"), in order.
+
+    A tuple, repeats and "" (an entry without an address) kept. Cached: the same
+    To and From values come back email after email.
+    """
+    return tuple(normalize_address(address) for _name, address in email.utils.getaddresses([text]))
+
+
 def normalize_address(value):
     """The bare address of ``value`` ("Name <a@B.example> (comment)" -> "a@b.example"); "" if none.
 

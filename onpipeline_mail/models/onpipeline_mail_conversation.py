@@ -11,7 +11,6 @@ the emails are created: a few queries per batch, none per email.
 """
 
 import collections
-import email.utils
 import re
 
 from markupsafe import Markup
@@ -20,7 +19,7 @@ from odoo import _, api, fields, models
 from odoo.exceptions import UserError
 from odoo.tools import SQL
 
-from ..engine.parse import normalize_address
+from ..engine.parse import header_addresses
 from .onpipeline_mail_message import block_remote_content
 from .onpipeline_mail_message_link import LINK_STATES
 
@@ -55,8 +54,7 @@ def _ref(conversation):
 
 
 def _addresses(*values):
-    return {normalize_address(address) for _name, address in email.utils.getaddresses([v for v in values if v])
-            } - {""}
+    return {address for value in values if value for address in header_addresses(value)} - {""}
 
 
 class OnpipelineMailConversation(models.Model):
