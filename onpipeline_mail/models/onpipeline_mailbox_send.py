@@ -189,6 +189,7 @@ class OnpipelineMailbox(models.Model):
             return existing
         values = Message._values_from_parsed(self, folder, key, parsed, None, self._own_addresses())
         attachments = values.pop("_attachments")
+        values.pop("_body_html_sanitized")  # the field sanitizes it (parsed here, not by a worker)
         values["direction"] = "outgoing"
         message = Message.create(values)
         Message._create_attachments(message, {key: attachments})
