@@ -101,11 +101,33 @@ def insert_rows(model, rows, sanitized=(), computed=()):
             SQL(", ").join(values)))
         ids.extend(row_id for row_id, in env.cr.fetchall())
     records = model.browse(ids)
+    _invalidate_inverses(model, rows, names)
     # As _create(): every field "modified" on creation, so that what depends on the new rows is
     # recomputed; the fields the rows hold computed already are protected from it.
     with env.protecting([fields[name] for name in computed], records):
         records.modified(fields, create=True)
     return records
+
+
+def _invalidate_inverses(model, rows, names):
+    """Forget the cached one2many lists the new rows join (an email's locations, say).
+
+    ``_create()`` adds new records to the cached inverses of their many2one
+    fields; cached lists left as they were would miss the new rows for the rest
+    of the transaction. (A ``many2one_reference``'s inverse depends on its model
+    field: its callers invalidate it.)
+    """
+    env = model.env
+    for name in names:
+        field = model._fields.get(name)
+        if field is None or field.type != "many2one":
+            continue
+        inverses = model.pool.field_inverses[field]
+        if not inverses:
+            continue
+        targets = env[field.comodel_name].browse({row[name] for row in rows if row.get(name)})
+        for inverse in inverses:
+            targets.invalidate_recordset([inverse.name])
 
 
 def _column_value(model, field, name, row, sanitized):
