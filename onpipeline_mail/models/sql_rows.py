@@ -75,17 +75,12 @@ def insert_rows(model, rows, sanitized=(), computed=()):
     fields = model._fields
     now, uid = env.cr.now(), env.uid
     names = sorted({name for row in rows for name in row} | ({*LOG_ACCESS_COLUMNS} if model._log_access else set()))
-    for name in names:
-        field = fields[name] if name != "id" else None
-        if field is None:
-            continue
-        if not field.column_type:
-            raise ValueError("%s.%s has no column: write it through the ORM" % (model._name, name))
-        if field.type == "html" and field.sanitize and name not in sanitized:
-            raise ValueError("%s.%s is an Html field not declared sanitized" % (model._name, name))
+    _check_columns(model, names, sanitized)
+    # One query string and one flat parameter list per chunk: an SQL object per cell cost more than the INSERT.
+    head = 'INSERT INTO "%s" (%s) VALUES ' % (model._table, ", ".join('"%s"' % name for name in names))
     ids = []
     for chunk in split_every(INSERT_BATCH_SIZE, rows):
-        values = []
+        tuples, params = [], []
         for row in chunk:
             if model._log_access:
                 row = dict(row)
@@ -93,12 +88,8 @@ def insert_rows(model, rows, sanitized=(), computed=()):
                 row.setdefault("create_date", now)
                 row.setdefault("write_uid", uid)
                 row.setdefault("write_date", now)
-            values.append(SQL("(%s)", SQL(", ").join(
-                _column_value(model, fields.get(name), name, row, sanitized) for name in names)))
-        env.cr.execute(SQL(
-            "INSERT INTO %s (%s) VALUES %s RETURNING id",
-            SQL.identifier(model._table), SQL(", ").join(map(SQL.identifier, names)),
-            SQL(", ").join(values)))
+            tuples.append(_row_placeholders(model, row, names, sanitized, params))
+        env.cr.execute(head + ", ".join(tuples) + " RETURNING id", params)
         ids.extend(row_id for row_id, in env.cr.fetchall())
     records = model.browse(ids)
     _invalidate_inverses(model, rows, names)
@@ -107,6 +98,34 @@ def insert_rows(model, rows, sanitized=(), computed=()):
     with env.protecting([fields[name] for name in computed], records):
         records.modified(fields, create=True)
     return records
+
+
+def _check_columns(model, names, sanitized):
+    for name in names:
+        if name == "id":
+            continue
+        field = model._fields[name]
+        if not field.column_type:
+            raise ValueError("%s.%s has no column: write it through the ORM" % (model._name, name))
+        if field.type == "html" and field.sanitize and name not in sanitized:
+            raise ValueError("%s.%s is an Html field not declared sanitized" % (model._name, name))
+
+
+def _row_placeholders(model, row, names, sanitized, params):
+    """``(%s, DEFAULT, ...)`` of one row; its values are appended to ``params``."""
+    cells = []
+    for name in names:
+        if name not in row:
+            cells.append("DEFAULT")
+            continue
+        value = _column_value(model, model._fields.get(name), name, row, sanitized)
+        if isinstance(value, SQL):
+            cells.append(value.code)
+            params.extend(value.params)
+        else:
+            cells.append("%s")
+            params.append(value)
+    return "(%s)" % ", ".join(cells)
 
 
 def _invalidate_inverses(model, rows, names):
@@ -131,8 +150,6 @@ def _invalidate_inverses(model, rows, names):
 
 
 def _column_value(model, field, name, row, sanitized):
-    if name not in row:
-        return SQL("DEFAULT")
     value = row[name]
     if field is None:  # id
         return value
