@@ -8,7 +8,6 @@ hand stays archived, so it never comes back.
 
 import collections
 import datetime
-import email.utils
 import os
 import re
 
@@ -17,7 +16,8 @@ from odoo.exceptions import UserError
 from odoo.osv import expression
 from odoo.tools import SQL
 
-from ..engine.parse import normalize_address
+from ..engine.parse import header_addresses, normalize_address
+from . import sql_rows
 from .onpipeline_mail_link import PENDING_HISTORY
 
 #: Local parts (``name@``), domains and addresses never linked; a setting overrides it.
@@ -45,8 +45,7 @@ def addresses_of(*values):
     for value in values:
         if not value:
             continue
-        for _name, address in email.utils.getaddresses([value]):
-            normalized = normalize_address(address)
+        for normalized in header_addresses(value):
             if "@" in normalized and normalized not in result:
                 result.append(normalized)
     return result
@@ -73,6 +72,20 @@ def domain_of(address):
 #: Where an email stands with its contacts and deals; short labels: they are badges in narrow columns.
 LINK_STATES = [("linked", "Linked"), ("candidates", "Deal to choose"), ("pending", "Pending"),
                ("not_linked", "No contact"), ("internal", "Internal")]
+
+
+def link_state(candidate_flags, is_internal_only, link_date):
+    """An email's ``link_state`` from the ``is_candidate`` of its active links and its own two fields.
+
+    The compute and the set-based write of ``_link`` both use it, so they cannot disagree.
+    """
+    if any(not is_candidate for is_candidate in candidate_flags):
+        return "linked"
+    if candidate_flags:
+        return "candidates"
+    if is_internal_only:
+        return "internal"
+    return "not_linked" if link_date else "pending"
 
 
 class IgnoreRules:
@@ -220,16 +233,8 @@ class OnpipelineMailMessage(models.Model):
     @api.depends("link_ids.is_candidate", "link_ids.active", "is_internal_only", "link_date")
     def _compute_link_state(self):
         for message in self:
-            if message.link_ids.filtered(lambda link: not link.is_candidate):
-                message.link_state = "linked"
-            elif message.link_ids:
-                message.link_state = "candidates"
-            elif message.is_internal_only:
-                message.link_state = "internal"
-            elif message.link_date:
-                message.link_state = "not_linked"
-            else:
-                message.link_state = "pending"
+            message.link_state = link_state(message.link_ids.mapped("is_candidate"), message.is_internal_only,
+                                            message.link_date)
 
     @api.depends("email_from", "email_to", "email_cc", "reply_to")
     def _compute_participant_emails(self):
@@ -258,6 +263,38 @@ class OnpipelineMailMessage(models.Model):
     def _compute_folder_id(self):
         for message in self:
             message.folder_id = message.location_ids.sorted("id")[:1].folder_id
+
+    def _precomputed_values(self, folder, rows):
+        """The values the computes above give a new email of ``folder``, written with its row.
+
+        A new email has no link and no link date yet (pending), its first location is in
+        ``folder``, and its thread is the stored email whose key is its thread key, or
+        itself; an email of the same batch can be that root (its id is reserved).
+        """
+        computed = super()._precomputed_values(folder, rows)
+        mailbox_id = folder.mailbox_id.id
+        roots = {}
+        for row in rows:
+            addresses = addresses_of(row.get("email_from"), row.get("email_to"), row.get("email_cc"),
+                                     row.get("reply_to"))
+            row["participant_emails"] = " %s " % " ".join(addresses) if addresses else False
+            references = (row.get("references") or "").split()
+            row["thread_key"] = references[0] if references else row.get("in_reply_to") or row["message_key"]
+            row["folder_id"] = folder.id
+            row["link_state"] = "pending"
+            roots[row["message_key"]] = row["id"]
+        stored = set(row["thread_key"] for row in rows) - set(roots)
+        if stored:
+            for root in self.sudo().search_fetch([("mailbox_id", "=", mailbox_id), ("message_key", "in", list(stored))],
+                                                 ["message_key"]):
+                roots[root.message_key] = root.id
+        for row in rows:
+            row["thread_id"] = roots.get(row["thread_key"], row["id"])
+        # The cache as create() leaves it: is_internal_only False for a new email (NULL in its row). _link
+        # writes False, as write() does, only where the cache holds another value (None when fetched).
+        self.env.cache.update(self.browse([row["id"] for row in rows]), self._fields["is_internal_only"],
+                              [False] * len(rows))
+        return computed + ["participant_emails", "thread_key", "folder_id", "link_state", "thread_id"]
 
     def _compute_is_shared_through_link(self):
         shared = self.search([("id", "in", self.ids), ("is_shared_through_link", "=", True)])
@@ -356,8 +393,9 @@ class OnpipelineMailMessage(models.Model):
         deals = messages._link_open_deals(contacts, all_external)
 
         Link = self.env["onpipeline.mail.link"].sudo()
+        known_links = Link.with_context(active_test=False).search([("message_id", "in", messages.ids)])
         known_by_message = collections.defaultdict(set)
-        for link in Link.with_context(active_test=False).search([("message_id", "in", messages.ids)]):
+        for link in known_links:
             known_by_message[link.message_id.id].update(link.partner_id, link.lead_id)
         new_links = []
         for message in messages:
@@ -366,18 +404,85 @@ class OnpipelineMailMessage(models.Model):
                           for partner, reason in contacts[message.id].items() if partner not in known_targets]
             new_links += message._link_deal(deals, contacts[message.id], external[message.id], known_targets,
                                             refs[message.id], thread_choice)
+        internal_only = {message.id: bool(participants[message.id]) and all(
+            address in context["internal"] for address in participants[message.id]) for message in messages}
 
-        created = Link.create(new_links) if new_links else Link
-        # One write per distinct set of values, not one per email.
-        updates = collections.defaultdict(lambda: messages.browse())
-        for message in messages:
-            internal_only = bool(participants[message.id]) and all(
-                address in context["internal"] for address in participants[message.id])
-            updates[(internal_only, not message.link_date)] |= message
-        now = fields.Datetime.now()
-        for (internal_only, first_time), group in updates.items():
-            group.write(dict({"is_internal_only": internal_only}, **({"link_date": now} if first_time else {})))
+        if sql_rows.use_orm_path(self.env):
+            created = Link.create(new_links) if new_links else Link
+            # One write per distinct set of values, not one per email.
+            updates = collections.defaultdict(lambda: messages.browse())
+            for message in messages:
+                updates[(internal_only[message.id], not message.link_date)] |= message
+            now = fields.Datetime.now()
+            for (is_internal_only, first_time), group in updates.items():
+                group.write(dict({"is_internal_only": is_internal_only}, **({"link_date": now} if first_time else {})))
+        else:
+            created = messages._link_write_rows(new_links, known_links, internal_only)
         messages._post_history(created)
+
+    def _link_write_rows(self, new_links, known_links, internal_only):
+        """Set-based end of ``_link``: an INSERT of the links (one per kind), one UPDATE of the emails; the new links.
+
+        Writes the rows the ORM path writes (``create()`` of the links, ``write()`` of
+        ``is_internal_only`` and ``link_date``, then ``link_state`` computed at the flush),
+        ``link_state`` computed here by the compute's own rule, and leaves the cache as
+        that path does: ``link_ids`` of the emails read again from the table.
+        """
+        Link = self.env["onpipeline.mail.link"].sudo()
+        # Values waiting in the cache would overwrite the UPDATE when flushed.
+        self.flush_recordset(["is_internal_only", "link_date", "write_uid", "write_date"])
+        # The rows create() writes with these values: the related mailbox and company, the default
+        # active; is_candidate, which has no default, stays NULL in contact links as through create().
+        # One INSERT per set of fields (contact links, deal links), each row complete for its set.
+        rows = collections.defaultdict(list)
+        for values in new_links:
+            message = self.browse(values["message_id"])
+            rows[frozenset(values)].append(dict(values, mailbox_id=message.mailbox_id.id,
+                                                company_id=message.company_id.id, active=True))
+        created = Link.union(*(sql_rows.insert_rows(Link, same, computed=("mailbox_id", "company_id"))
+                               for same in rows.values()))
+        # link_state from the active links as the compute would read them after the INSERT.
+        candidate_flags = collections.defaultdict(list)
+        for link in known_links:
+            if link.active:
+                candidate_flags[link.message_id.id].append(link.is_candidate)
+        for values in new_links:
+            candidate_flags[values["message_id"]].append(values.get("is_candidate", False))
+        # write() leaves out the records whose cached value is the one written: a False written over
+        # a NULL that the cache holds as False (a new email) leaves the NULL. So does the UPDATE.
+        cache = self.env.cache
+        field = self._fields["is_internal_only"]
+        changed = set()
+        for is_internal_only in (True, False):
+            same = self.browse([message_id for message_id, value in internal_only.items() if value is is_internal_only])
+            changed.update(cache.get_records_different_from(same, field, is_internal_only)._ids)
+        now = fields.Datetime.now()
+        values = []
+        for message in self:
+            link_date = message.link_date or now
+            values.append((message.id, internal_only[message.id] if message.id in changed else None, link_date,
+                           link_state(candidate_flags[message.id], internal_only[message.id], link_date)))
+        write_uid, write_date = self.env.uid, self.env.cr.now()
+        self.env.cr.execute(SQL(
+            """UPDATE onpipeline_mail_message message
+                  SET is_internal_only = COALESCE(linked.is_internal_only, message.is_internal_only),
+                      link_date = linked.link_date, link_state = linked.link_state,
+                      write_uid = %s, write_date = %s
+                 FROM (VALUES %s) AS linked(id, is_internal_only, link_date, link_state)
+                WHERE message.id = linked.id""",
+            write_uid, write_date,
+            SQL(", ").join(SQL("(%s, %s::boolean, %s::timestamp, %s)", *row) for row in values)))
+        # The cache as after write() and the flush: the values written, nothing left to compute,
+        # and the links of the emails read again (the INSERT did not add the new ones to them).
+        self.env.remove_to_compute(self._fields["link_state"], self)
+        cache.update(self, field, [internal_only[message.id] for message in self])
+        cache.update(self, self._fields["link_date"], [row[2] for row in values])
+        # (A link_state computed earlier and waiting to be flushed stays so, with this value.)
+        cache.update(self, self._fields["link_state"], [row[3] for row in values], check_dirty=False)
+        cache.update(self, self._fields["write_uid"], [write_uid] * len(self))
+        cache.update(self, self._fields["write_date"], [write_date] * len(self))
+        self.invalidate_recordset(["link_ids"], flush=False)
+        return created
 
     def _link_find_contacts(self, context, external, all_external):
         """{message id: {contact: reason}}: one query for every address of the batch (and one by domain)."""

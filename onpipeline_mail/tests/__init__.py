@@ -15,3 +15,4 @@ from . import test_sync_faults
 from . import test_sync_delete
 from . import test_store_rows
 from . import test_history_rows
+from . import test_link_rows
