@@ -290,10 +290,6 @@ class OnpipelineMailMessage(models.Model):
                 roots[root.message_key] = root.id
         for row in rows:
             row["thread_id"] = roots.get(row["thread_key"], row["id"])
-        # The cache as create() leaves it: is_internal_only False for a new email (NULL in its row). _link
-        # writes False, as write() does, only where the cache holds another value (None when fetched).
-        self.env.cache.update(self.browse([row["id"] for row in rows]), self._fields["is_internal_only"],
-                              [False] * len(rows))
         return computed + ["participant_emails", "thread_key", "folder_id", "link_state", "thread_id"]
 
     def _compute_is_shared_through_link(self):

@@ -92,6 +92,7 @@ def insert_rows(model, rows, sanitized=(), computed=()):
         env.cr.execute(head + ", ".join(tuples) + " RETURNING id", params)
         ids.extend(row_id for row_id, in env.cr.fetchall())
     records = model.browse(ids)
+    _cache_unwritten(model, records, names)
     _invalidate_inverses(model, rows, names)
     # As _create(): every field "modified" on creation, so that what depends on the new rows is
     # recomputed; the fields the rows hold computed already are protected from it.
@@ -126,6 +127,20 @@ def _row_placeholders(model, row, names, sanitized, params):
             cells.append("%s")
             params.append(value)
     return "(%s)" % ", ".join(cells)
+
+
+def _cache_unwritten(model, records, names):
+    """The cache as ``_create()`` leaves it for what the rows did not write: empty x2many lists, and
+    each plain stored field's empty value (False for a Boolean: a ``write(False)`` then changes nothing,
+    as on a record made by ``create()``)."""
+    cache = model.env.cache
+    for field in model._fields.values():
+        if field.name in names:
+            continue
+        if field.type in ("one2many", "many2many"):
+            cache.update(records, field, [()] * len(records))
+        elif field.store and field.column_type and not field.compute:
+            cache.update(records, field, [field.convert_to_cache(None, records)] * len(records))
 
 
 def _invalidate_inverses(model, rows, names):
