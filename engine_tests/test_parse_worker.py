@@ -125,3 +125,15 @@ def test_a_filter_the_child_cannot_load_leaves_bodies_to_the_caller(capfd):
 
 def dataclasses_without_filtered(result):
     return dataclasses.replace(result, body_html_filtered=None)
+
+
+def test_the_filter_is_loaded_only_for_enough_messages():
+    jobs = corpus_jobs()
+    html_filter = parse_worker.HtmlFilter("html", "escape")
+    for expected, filtered in ((10, False), (1000, True)):
+        with parse_worker.ParseWorker(local_batches=0, html_filter=html_filter,
+                                      html_filter_min_messages=100) as worker:
+            worker.expect(expected)
+            results = worker.collect(worker.submit(jobs))
+            assert worker.batches_parsed == 1
+        assert any(result.body_html_filtered for result in results) is filtered

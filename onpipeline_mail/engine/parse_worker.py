@@ -161,10 +161,14 @@ class ParseWorker:
     """
 
     def __init__(self, timeout=DEFAULT_TIMEOUT, min_batch=MIN_WORKER_BATCH, local_batches=LOCAL_BATCHES,
-                 html_filter=None):
+                 html_filter=None, html_filter_min_messages=0):
         self.timeout = timeout
         #: :class:`HtmlFilter` the child applies to HTML bodies, or None.
         self.html_filter = html_filter
+        #: The child takes the filter only if the caller expects at least this many messages when it
+        #: starts (see :meth:`expect`): loading the filter's module can cost more than it saves.
+        self.html_filter_min_messages = html_filter_min_messages
+        self._expected = 0
         self.min_batch = min_batch
         self.local_batches = local_batches
         self._process = None
@@ -178,6 +182,10 @@ class ParseWorker:
 
     def __exit__(self, *exc_info):
         self.close()
+
+    def expect(self, count):
+        """About ``count`` messages are coming (a folder's window); see ``html_filter_min_messages``."""
+        self._expected = count
 
     def submit(self, jobs):
         jobs = list(jobs)
@@ -245,7 +253,7 @@ class ParseWorker:
             return True
         try:
             command = [sys.executable, CHILD_SCRIPT, "parse-worker"]
-            if self.html_filter:
+            if self.html_filter and self._expected >= self.html_filter_min_messages:
                 command += ["--html-filter", self.html_filter.to_json()]
             self._process = subprocess.Popen(
                 command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,

@@ -497,6 +497,7 @@ def _hand_over_pipelined(run, work, seal, past_deadline, parser):
                     yield ready  # what was fetched is handed over before the error surfaces
                 raise
             ready = finish(started, False) if started is not None else None
+            parser.expect(run.total)
             following[4] = parser.submit(_parse_jobs(run, following[1]))
             started = following
             if ready is not None:

@@ -31,6 +31,8 @@ DEFAULT_TIME_BUDGET = 240  # seconds of syncing per cron run, over all mailboxes
 DEFAULT_MAILBOX_BUDGET = 60  # seconds per mailbox and run, so one huge mailbox cannot starve the others
 DEFAULT_BATCH_SIZE = 200
 DEFAULT_MAX_MESSAGE_MB = 25
+#: Messages in a folder from which the parse worker sanitizes bodies too (loading the sanitizer costs ~1 s).
+SANITIZE_IN_WORKER_MIN = 2000
 #: Waits after the 1st, 2nd... consecutive failed run of a mailbox; the last repeats.
 AUTH_BACKOFF = (datetime.timedelta(hours=1), datetime.timedelta(hours=4), datetime.timedelta(hours=12),
                 datetime.timedelta(days=1))
@@ -333,7 +335,12 @@ class OnpipelineMailbox(models.Model):
         enabled = (os.cpu_count() or 1) > 1 if param.strip() in ("", "auto") else param.strip() not in ("0", "false")
         if not enabled:
             return contextlib.nullcontext()
-        return parse_worker.ParseWorker(html_filter=self.env["onpipeline.mail.message"]._body_html_filter())
+        # The worker sanitizes bodies too in a folder with enough mail to pay for loading Odoo's sanitizer
+        # in it (about a second of CPU): a first sync, not a mailbox of a few hundred emails.
+        min_messages = int(self.env["ir.config_parameter"].sudo().get_param(
+            "onpipeline_mail.parse_worker_sanitize_min", SANITIZE_IN_WORKER_MIN))
+        return parse_worker.ParseWorker(html_filter=self.env["onpipeline.mail.message"]._body_html_filter(),
+                                        html_filter_min_messages=min_messages)
 
     def _folders_to_sync(self):
         return self.folder_ids.filtered(lambda f: f.is_selected and f.is_selectable and f.is_present

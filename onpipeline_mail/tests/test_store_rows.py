@@ -82,6 +82,7 @@ class TestStoreRows(OnpipelineMailCase):
         super().setUp()
         # Small batches: later ones are parsed (and their bodies sanitized) in the parse worker.
         self.env["ir.config_parameter"].sudo().set_param("onpipeline_mail.sync_batch_size", "15")
+        self.env["ir.config_parameter"].sudo().set_param("onpipeline_mail.parse_worker_sanitize_min", "0")
 
     def sync_and_read(self, orm_path):
         mailbox = self.create_mailbox(self.account, sync_window="1m")
