@@ -8,12 +8,14 @@ random: only its random part is masked.
 """
 
 import datetime
+import random
 import re
 from contextlib import closing
 from unittest.mock import patch
 
-from odoo.tests import tagged
+from odoo.tests import TransactionCase, tagged
 
+from ..models.onpipeline_mail_message_history import history_header, sanitized_history_header
 from ..models.sql_rows import ORM_PATH
 from .common import append, make_message
 from .test_linking import UTC, LinkingCase
@@ -166,3 +168,35 @@ class TestHistoryRows(LinkingCase):
                                  context, set_based=False)
         self.assertEqual(len(results["orm"]["relations"]["partner_ids"]), 8)
         self.assert_same_rows(results)
+
+
+@tagged("post_install", "-at_install", "onpipeline_mail")
+class TestHistoryHeader(TransactionCase):
+    """The history header written without running the sanitizer is exactly what the sanitizer returns."""
+
+    def as_stored(self, html):
+        Entry = self.env["mail.message"]
+        return Entry._fields["body"].convert_to_cache(html, Entry)
+
+    def test_header_without_the_sanitizer_is_the_sanitized_one(self):
+        pieces = ["Jane Doe <jane@client.example>", '"Doe, Jane" <j@x>', "a & b 'q' \"dq\"", "<script>x</script>",
+                  "&nbsp; &amp; &#39;", "x\xa0y", "é 中文 😀 \u200f\u200b \ufeff", "]]> --!> <!--> <o:p>",
+                  'encoding="x" <a encoding=1>', "  spaced  ", "--", "> quoted", "\u0085next", "=?utf-8?q?x?=",
+                  "<b>bold</b><br/>", "\ue000 private", "\U0010fffd"]
+        rng = random.Random(14)
+        cases = [[("From", piece)] for piece in pieces]
+        cases += [[(rng.choice(["From", "À", "<To>", "C&c"]), "".join(rng.choices(pieces, k=3)))
+                   for _line in range(rng.randint(0, 3))] for _case in range(200)]
+        fast = 0
+        for lines in cases:
+            for direction, title in (("incoming", "Incoming email"), ("outgoing", "E-mail sortant <envoyé>")):
+                header = sanitized_history_header(direction, title, lines)
+                if header is not None:
+                    fast += 1
+                    self.assertEqual(header, self.as_stored(history_header(direction, title, lines)), lines)
+        self.assertGreater(fast, 300, "most headers go the fast way")
+
+    def test_a_header_lxml_could_change_is_sanitized(self):
+        for value in ("tab\there", "line\r\nend", "nul\x00", "ctrl\x01", "\udc80", "\uffff", "c1\x85"):
+            self.assertIsNone(sanitized_history_header("incoming", "Incoming email", [("From", value)]), repr(value))
+        self.assertIsNone(sanitized_history_header("incoming", "Incoming\temail", []))
