@@ -16,3 +16,4 @@ from . import test_sync_delete
 from . import test_store_rows
 from . import test_history_rows
 from . import test_link_rows
+from . import test_sql_rows
