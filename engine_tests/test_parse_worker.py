@@ -1,5 +1,6 @@
 """The parse worker: a child process gives the same results as parsing here, and when it fails, nothing is lost."""
 
+import base64
 import dataclasses
 import glob
 import html
@@ -8,6 +9,8 @@ import logging
 import os
 import pickle
 import signal
+import threading
+import time
 
 import pytest
 
@@ -67,6 +70,52 @@ def test_a_worker_that_dies_or_hangs_costs_speed_not_messages(trouble, caplog):
         # Not tried again in this run: every batch would pay for it.
         later = worker.submit(jobs)
         assert not later.in_worker and worker.collect(later) == results
+
+
+def big_jobs(megabytes=8):
+    """Jobs holding more bytes than the pipe to the child: sending them waits on the child reading."""
+    attachment = base64.encodebytes(os.urandom(megabytes * 1024 * 1024 // 4))
+    raw = (b"From: a@example.test\r\nTo: b@example.test\r\nSubject: big\r\nMIME-Version: 1.0\r\n"
+           b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n"
+           b"--b\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+           + attachment + b"\r\n--b--\r\n")
+    return [(raw, parse.MAX_ATTACHMENT_BYTES, "", len(raw))] * 4
+
+
+def test_submit_returns_while_the_child_is_still_reading():
+    # The batch goes in on a thread: the caller stores the previous batch meanwhile.
+    jobs = big_jobs()
+    with parse_worker.ParseWorker(timeout=5, local_batches=0, min_batch=1) as worker:
+        warm = worker.submit(jobs[:1])
+        assert warm.in_worker and worker.collect(warm) == parse_worker.parse_jobs(jobs[:1])
+        os.kill(worker._process.pid, signal.SIGSTOP)
+        # Woken in 3 s whatever happens, so that a submit that waits fails rather than hangs.
+        waking = threading.Timer(3, os.kill, (worker._process.pid, signal.SIGCONT))
+        waking.start()
+        started = time.monotonic()
+        ticket = worker.submit(jobs)
+        assert time.monotonic() - started < 2, "submit waited for the child to read 32 MB"
+        assert ticket.in_worker and worker._sender.is_alive()
+        os.kill(worker._process.pid, signal.SIGCONT)
+        assert worker.collect(ticket) == parse_worker.parse_jobs(jobs)
+        assert worker._sender is None and worker.is_running
+        waking.cancel()
+
+
+def test_a_child_that_stops_reading_costs_speed_not_messages(caplog):
+    jobs = big_jobs()
+    with parse_worker.ParseWorker(timeout=1, local_batches=0, min_batch=1) as worker:
+        warm = worker.submit(jobs[:1])
+        worker.collect(warm)
+        os.kill(worker._process.pid, signal.SIGSTOP)
+        ticket = worker.submit(jobs)
+        sender = worker._sender
+        with caplog.at_level(logging.WARNING):
+            results = worker.collect(ticket)
+        assert results == parse_worker.parse_jobs(jobs)
+        assert "parsing in the sync process instead" in caplog.text
+        assert not sender.is_alive() and isinstance(sender.error, OSError), "the sending thread ended"
+        assert not worker.is_running
 
 
 def test_submitting_twice_without_collecting_is_refused():

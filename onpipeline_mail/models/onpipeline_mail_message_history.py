@@ -185,12 +185,13 @@ class OnpipelineMailMessage(models.Model):
         ``write()`` also sets ``write_uid`` and ``write_date``; the cached values are invalidated.
         """
         links.flush_recordset(["mail_message_id"])
-        self.env.cr.execute(SQL(
-            "UPDATE %s AS link SET mail_message_id = entry.id, write_uid = %s, write_date = %s "
-            "FROM (VALUES %s) AS entry(link_id, id) WHERE link.id = entry.link_id",
-            SQL.identifier(links._table), self.env.uid, self.env.cr.now(),
-            SQL(", ").join(SQL("(%s, %s)", link.id, entry.id)
-                           for link, entry in zip(links, entries, strict=True))))
+        # One query string and one flat parameter list: an SQL object per row cost more than the UPDATE.
+        self.env.cr.execute(
+            'UPDATE "%s" AS link SET mail_message_id = entry.id, write_uid = %%s, write_date = %%s '
+            "FROM (VALUES %s) AS entry(link_id, id) WHERE link.id = entry.link_id"
+            % (links._table, ", ".join(["(%s, %s)"] * len(links))),
+            [self.env.uid, self.env.cr.now(), *(value for link, entry in zip(links, entries, strict=True)
+                                                for value in (link.id, entry.id))])
         links.invalidate_recordset(["mail_message_id", "write_uid", "write_date"])
         links.modified(["mail_message_id"])
 
@@ -207,10 +208,10 @@ class OnpipelineMailMessage(models.Model):
         if not rows:
             return
         field = self.env["mail.message"]._fields["attachment_ids"]
-        self.env.cr.execute(SQL(
-            "INSERT INTO %s (%s, %s) VALUES %s ON CONFLICT DO NOTHING",
-            SQL.identifier(field.relation), SQL.identifier(field.column1), SQL.identifier(field.column2),
-            SQL(", ").join(SQL("(%s, %s)", entry_id, attachment_id) for entry_id, attachment_id in rows)))
+        self.env.cr.execute(
+            'INSERT INTO "%s" ("%s", "%s") VALUES %s ON CONFLICT DO NOTHING'
+            % (field.relation, field.column1, field.column2, ", ".join(["(%s, %s)"] * len(rows))),
+            [value for row in rows for value in row])
         self.env["mail.message"].browse(files).invalidate_recordset(["attachment_ids"])
 
     def _write_history_bodies(self, bodies):
