@@ -8,6 +8,7 @@ hand stays archived, so it never comes back.
 
 import collections
 import datetime
+import functools
 import os
 import re
 
@@ -51,8 +52,13 @@ def addresses_of(*values):
     return result
 
 
+@functools.lru_cache(maxsize=8192)
 def address_variants(address):
-    """The forms a contact's ``email_normalized`` may take for ``address``: Unicode and IDNA domain."""
+    """The forms a contact's ``email_normalized`` may take for ``address``: Unicode and IDNA domain.
+
+    Kept per address (a function of the address alone): every batch of a sync asked it again
+    for the same correspondents, and ``email_normalize`` parses the address each time.
+    """
     local, _at, domain = address.rpartition("@")
     variants = {address}
     try:
@@ -62,11 +68,25 @@ def address_variants(address):
     odoo_form = tools.email_normalize(address)
     if odoo_form:
         variants.add(odoo_form)
-    return variants
+    return frozenset(variants)
 
 
 def domain_of(address):
     return address.rpartition("@")[2]
+
+
+def field_values(records, name):
+    """The values of field ``name`` of ``records``, in their order; a many2one's as ids (False for none).
+
+    Read as ``mapped`` reads them (pending computations done, what the cache misses fetched
+    for the whole recordset at once), without a record made per value: linking reads a
+    batch's fields once this way instead of through each record, once per use.
+    """
+    field = records._fields[name]
+    if field.type != "many2one":
+        return records.mapped(name)
+    field.mapped(records)  # the same computing and fetching; the cache then holds every value
+    return [value or False for value in records.env.cache.get_values(records, field)]
 
 
 #: Where an email stands with its contacts and deals; short labels: they are badges in narrow columns.
@@ -363,45 +383,51 @@ class OnpipelineMailMessage(models.Model):
         internal.discard("")
         return {
             "internal": internal,
-            "internal_partners": users.partner_id,
+            "internal_partner_ids": set(users.partner_id.ids),
             "internal_domains": {domain_of(address) for address in internal if "@" in address} - FREE_MAIL_DOMAINS,
             "ignored": IgnoreRules(params.get_param("onpipeline_mail.link_ignored_addresses", DEFAULT_IGNORED)),
             "by_domain": str2bool(params.get_param("onpipeline_mail.link_by_domain", "False")),
         }
 
     def _link(self):
-        """Link these emails (idempotent): contacts by address, then one deal, the others as candidates."""
-        messages = self.sudo().with_context(active_test=True).sorted(
-            lambda message: (message.date or datetime.datetime.min, message.id))
+        """Link these emails (idempotent): contacts by address, then one deal, the others as candidates.
+
+        What the rules need of the emails, their links, contacts, deals and mailboxes is read
+        once per batch (``_link_emails``, ``field_values``), not through each record as it is used.
+        """
+        messages = self.sudo().with_context(active_test=True)
         if not messages:
             return
+        by_date = sorted(zip(field_values(messages, "date"), messages._ids, strict=True),
+                         key=lambda pair: (pair[0] or datetime.datetime.min, pair[1]))
+        messages = messages.browse([message_id for _date, message_id in by_date])
         context = messages._link_context()
-        participants = {message.id: addresses_of(message.email_from, message.email_to, message.email_cc,
-                                                 message.reply_to) for message in messages}
+        emails = messages._link_emails()
         external = {
-            message.id: [address for address in participants[message.id]
-                         if address not in context["internal"] and address not in context["ignored"]]
-            for message in messages
+            email.id: [address for address in email.participants
+                       if address not in context["internal"] and address not in context["ignored"]]
+            for email in emails
         }
         all_external = set().union(*external.values())
-        contacts = messages._link_find_contacts(context, external, all_external)
-        thread_choice, refs = messages._link_thread_choices()
-        deals = messages._link_open_deals(contacts, all_external)
+        contacts, commercial_of = messages._link_find_contacts(context, emails, external, all_external)
+        thread_choice = messages._link_thread_choices(emails)
+        deals = messages._link_open_deals(contacts, commercial_of, all_external)
 
         Link = self.env["onpipeline.mail.link"].sudo()
-        known_links = Link.with_context(active_test=False).search([("message_id", "in", messages.ids)])
-        known_by_message = collections.defaultdict(set)
-        for link in known_links:
-            known_by_message[link.message_id.id].update(link.partner_id, link.lead_id)
+        known_links = Link.with_context(active_test=False).search_fetch(
+            [("message_id", "in", messages.ids)], ["message_id", "partner_id", "lead_id", "active", "is_candidate"])
+        known = _known_links(known_links)
+        mailboxes = {mailbox.id: mailbox for mailbox in map(_Mailbox.of, messages.mailbox_id)}
         new_links = []
-        for message in messages:
-            known_targets = known_by_message[message.id]
-            new_links += [{"message_id": message.id, "partner_id": partner.id, "reason": reason}
-                          for partner, reason in contacts[message.id].items() if partner not in known_targets]
-            new_links += message._link_deal(deals, contacts[message.id], external[message.id], known_targets,
-                                            refs[message.id], thread_choice)
-        internal_only = {message.id: bool(participants[message.id]) and all(
-            address in context["internal"] for address in participants[message.id]) for message in messages}
+        for email in emails:
+            links = known[email.id]
+            known_partners = {link.partner_id for link in links}
+            new_links += [{"message_id": email.id, "partner_id": partner_id, "reason": reason}
+                          for partner_id, reason in contacts[email.id].items() if partner_id not in known_partners]
+            new_links += messages._link_deal(email, mailboxes[email.mailbox_id], deals, contacts[email.id],
+                                             commercial_of, external[email.id], links, thread_choice)
+        internal_only = {email.id: bool(email.participants) and all(
+            address in context["internal"] for address in email.participants) for email in emails}
 
         if sql_rows.use_orm_path(self.env):
             created = Link.create(new_links) if new_links else Link
@@ -413,16 +439,31 @@ class OnpipelineMailMessage(models.Model):
             for (is_internal_only, first_time), group in updates.items():
                 group.write(dict({"is_internal_only": is_internal_only}, **({"link_date": now} if first_time else {})))
         else:
-            created = messages._link_write_rows(new_links, known_links, internal_only)
+            created = messages._link_write_rows(new_links, emails, known, internal_only)
         messages._post_history(created)
 
-    def _link_write_rows(self, new_links, known_links, internal_only):
+    def _link_emails(self):
+        """What linking reads of these emails, as :class:`_Email` tuples in their order: one read per field."""
+        names = ["mailbox_id", "company_id", "message_key", "link_date", "is_deal_locked", "in_reply_to", "references",
+                 "email_from", "email_to", "email_cc", "reply_to"]
+        emails = []
+        for message_id, *values in zip(self._ids, *(field_values(self, name) for name in names), strict=True):
+            (mailbox_id, company_id, message_key, link_date, is_deal_locked, in_reply_to, references,
+             *address_headers) = values
+            # The references nearest first: the message it replies to, then the others from the newest.
+            refs = ([in_reply_to] if in_reply_to else []) + list(reversed((references or "").split()))
+            emails.append(_Email(message_id, mailbox_id, company_id, message_key, link_date, is_deal_locked, refs,
+                                 addresses_of(*address_headers)))
+        return emails
+
+    def _link_write_rows(self, new_links, emails, known, internal_only):
         """Set-based end of ``_link``: an INSERT of the links (one per kind), one UPDATE of the emails; the new links.
 
         Writes the rows the ORM path writes (``create()`` of the links, ``write()`` of
         ``is_internal_only`` and ``link_date``, then ``link_state`` computed at the flush),
         ``link_state`` computed here by the compute's own rule, and leaves the cache as
         that path does: ``link_ids`` of the emails read again from the table.
+        ``emails`` are these emails' :class:`_Email` and ``known`` their links before, as ``_link`` read them.
         """
         Link = self.env["onpipeline.mail.link"].sudo()
         # Values waiting in the cache would overwrite the UPDATE when flushed.
@@ -430,18 +471,16 @@ class OnpipelineMailMessage(models.Model):
         # The rows create() writes with these values: the related mailbox and company, the default
         # active; is_candidate, which has no default, stays NULL in contact links as through create().
         # One INSERT per set of fields (contact links, deal links), each row complete for its set.
+        place = {email.id: (email.mailbox_id, email.company_id) for email in emails}
         rows = collections.defaultdict(list)
         for values in new_links:
-            message = self.browse(values["message_id"])
-            rows[frozenset(values)].append(dict(values, mailbox_id=message.mailbox_id.id,
-                                                company_id=message.company_id.id, active=True))
+            mailbox_id, company_id = place[values["message_id"]]
+            rows[frozenset(values)].append(dict(values, mailbox_id=mailbox_id, company_id=company_id, active=True))
         created = Link.union(*(sql_rows.insert_rows(Link, same, computed=("mailbox_id", "company_id"))
                                for same in rows.values()))
         # link_state from the active links as the compute would read them after the INSERT.
-        candidate_flags = collections.defaultdict(list)
-        for link in known_links:
-            if link.active:
-                candidate_flags[link.message_id.id].append(link.is_candidate)
+        candidate_flags = {email.id: [link.is_candidate for link in known[email.id] if link.active]
+                           for email in emails}
         for values in new_links:
             candidate_flags[values["message_id"]].append(values.get("is_candidate", False))
         # write() leaves out the records whose cached value is the one written: a False written over
@@ -453,157 +492,156 @@ class OnpipelineMailMessage(models.Model):
             same = self.browse([message_id for message_id, value in internal_only.items() if value is is_internal_only])
             changed.update(cache.get_records_different_from(same, field, is_internal_only)._ids)
         now = fields.Datetime.now()
-        values = []
-        for message in self:
-            link_date = message.link_date or now
-            values.append((message.id, internal_only[message.id] if message.id in changed else None, link_date,
-                           link_state(candidate_flags[message.id], internal_only[message.id], link_date)))
+        link_dates = [email.link_date or now for email in emails]
+        link_states = [link_state(candidate_flags[email.id], internal_only[email.id], link_date)
+                       for email, link_date in zip(emails, link_dates, strict=True)]
+        # The rows' values as four arrays of one constant query: an SQL object per row cost more than the UPDATE.
         write_uid, write_date = self.env.uid, self.env.cr.now()
         self.env.cr.execute(SQL(
             """UPDATE onpipeline_mail_message message
                   SET is_internal_only = COALESCE(linked.is_internal_only, message.is_internal_only),
                       link_date = linked.link_date, link_state = linked.link_state,
                       write_uid = %s, write_date = %s
-                 FROM (VALUES %s) AS linked(id, is_internal_only, link_date, link_state)
+                 FROM unnest(%s::integer[], %s::boolean[], %s::timestamp[], %s::varchar[])
+                      AS linked(id, is_internal_only, link_date, link_state)
                 WHERE message.id = linked.id""",
-            write_uid, write_date,
-            SQL(", ").join(SQL("(%s, %s::boolean, %s::timestamp, %s)", *row) for row in values)))
+            write_uid, write_date, list(self._ids),
+            [internal_only[message_id] if message_id in changed else None for message_id in self._ids],
+            link_dates, link_states))
         # The cache as after write() and the flush: the values written, nothing left to compute,
         # and the links of the emails read again (the INSERT did not add the new ones to them).
         self.env.remove_to_compute(self._fields["link_state"], self)
-        cache.update(self, field, [internal_only[message.id] for message in self])
-        cache.update(self, self._fields["link_date"], [row[2] for row in values])
+        cache.update(self, field, [internal_only[message_id] for message_id in self._ids])
+        cache.update(self, self._fields["link_date"], link_dates)
         # (A link_state computed earlier and waiting to be flushed stays so, with this value.)
-        cache.update(self, self._fields["link_state"], [row[3] for row in values], check_dirty=False)
+        cache.update(self, self._fields["link_state"], link_states, check_dirty=False)
         cache.update(self, self._fields["write_uid"], [write_uid] * len(self))
         cache.update(self, self._fields["write_date"], [write_date] * len(self))
         self.invalidate_recordset(["link_ids"], flush=False)
         return created
 
-    def _link_find_contacts(self, context, external, all_external):
-        """{message id: {contact: reason}}: one query for every address of the batch (and one by domain)."""
+    def _link_find_contacts(self, context, emails, external, all_external):
+        """Contacts of each email, one query for every address of the batch (and one by domain).
+
+        Returns ({message id: {contact id: reason}}, {contact id: its commercial partner id}).
+        """
         Partner = self.env["res.partner"].sudo()
+        commercial_of, company_of = {}, {}
+
+        def read(partners):
+            """(id, email_normalized) of ``partners``, in order; their company and commercial partner kept."""
+            commercial_of.update(zip(partners._ids, field_values(partners, "commercial_partner_id"), strict=True))
+            company_of.update(zip(partners._ids, field_values(partners, "company_id"), strict=True))
+            return zip(partners._ids, field_values(partners, "email_normalized"), strict=True)
+
+        read_fields = ["email_normalized", "company_id", "commercial_partner_id"]
         by_variant = {variant: address for address in all_external for variant in address_variants(address)}
-        contacts_by_address = collections.defaultdict(lambda: Partner)
+        contacts_by_address = collections.defaultdict(list)
         if by_variant:
-            for partner in Partner.search([("email_normalized", "in", list(by_variant))]):
-                if partner not in context["internal_partners"]:
-                    contacts_by_address[normalize_address(partner.email_normalized)] |= partner
+            for partner_id, email in read(Partner.search_fetch([("email_normalized", "in", list(by_variant))],
+                                                               read_fields)):
+                if partner_id not in context["internal_partner_ids"]:
+                    contacts_by_address[normalize_address(email)].append(partner_id)
         # Company by domain, for addresses no person matches (never free-mail domains).
-        companies_by_domain = collections.defaultdict(lambda: Partner)
+        companies_by_domain = collections.defaultdict(list)
         domains = {domain_of(address) for address in all_external if not contacts_by_address[address]}
         domains -= FREE_MAIL_DOMAINS | context["internal_domains"]
         if context["by_domain"] and domains:
             domain_filter = expression.OR([[("email_normalized", "=ilike", "%%@%s" % domain)] for domain in domains])
-            for company in Partner.search([("is_company", "=", True)] + domain_filter):
-                companies_by_domain[domain_of(normalize_address(company.email_normalized))] |= company
+            for company_id, email in read(Partner.search_fetch([("is_company", "=", True)] + domain_filter,
+                                                               read_fields)):
+                companies_by_domain[domain_of(normalize_address(email))].append(company_id)
         result = {}
-        for message in self:
+        for email in emails:
             found = {}
-            for address in external[message.id]:
+            for address in external[email.id]:
                 matches = contacts_by_address[address] or companies_by_domain[domain_of(address)]
-                for partner in matches:
-                    found.setdefault(partner, "contact" if contacts_by_address[address] else "domain")
-            result[message.id] = {partner: reason for partner, reason in found.items()
-                                  if not partner.company_id or partner.company_id == message.company_id}
-        return result
+                for partner_id in matches:
+                    found.setdefault(partner_id, "contact" if contacts_by_address[address] else "domain")
+            result[email.id] = {partner_id: reason for partner_id, reason in found.items()
+                                if not company_of[partner_id] or company_of[partner_id] == email.company_id}
+        return result, commercial_of
 
-    def _link_thread_choices(self):
-        """The deal of each already linked ancestor, and each email's references, nearest first.
+    def _link_thread_choices(self, emails):
+        """The deal of each already linked ancestor of these emails: {message_key: deal id}.
 
-        Returns ({message_key: crm.lead}, {message id: [message_key]}); an empty
-        lead means the deal was removed by hand, which replies follow too.
+        A False deal means the deal was removed by hand, which replies follow too. An
+        ancestor's deal is its active link to a deal that is not a candidate (one query for all).
         """
-        refs = {message.id: ([message.in_reply_to] if message.in_reply_to else [])
-                + list(reversed((message.references or "").split())) for message in self}
-        all_refs = set().union(*refs.values())
+        all_refs = set().union(*(email.refs for email in emails))
         thread_choice = {}
-        if all_refs:
-            ancestors = self.sudo().search([("message_key", "in", list(all_refs)),
-                                            ("company_id", "in", self.company_id.ids)])
-            for ancestor in ancestors.sorted(lambda m: not m.is_deal_locked):
-                choice = ancestor._primary_deal_link().lead_id
-                if ancestor.message_key not in thread_choice and (choice or ancestor.is_deal_locked):
-                    thread_choice[ancestor.message_key] = choice
-        return thread_choice, refs
+        if not all_refs:
+            return thread_choice
+        company_ids = sorted({email.company_id for email in emails if email.company_id})
+        ancestors = self.search_fetch([("message_key", "in", list(all_refs)), ("company_id", "in", company_ids)],
+                                      ["message_key", "is_deal_locked"])
+        if not ancestors:
+            return thread_choice
+        primary = {}
+        links = self.env["onpipeline.mail.link"].sudo().search_fetch(
+            [("message_id", "in", ancestors.ids), ("lead_id", "!=", False), ("is_candidate", "=", False)],
+            ["message_id", "lead_id"])
+        for message_id, lead_id in zip(field_values(links, "message_id"), field_values(links, "lead_id"), strict=True):
+            primary.setdefault(message_id, lead_id)
+        # The ancestors in their order (newest first), those whose deal was chosen by hand before the others.
+        ancestors = sorted(zip(ancestors._ids, field_values(ancestors, "message_key"),
+                               field_values(ancestors, "is_deal_locked"), strict=True),
+                           key=lambda ancestor: not ancestor[2])
+        for ancestor_id, message_key, is_deal_locked in ancestors:
+            choice = primary.get(ancestor_id, False)
+            if message_key not in thread_choice and (choice or is_deal_locked):
+                thread_choice[message_key] = choice
+        return thread_choice
 
-    def _link_open_deals(self, contacts, addresses):
+    def _link_open_deals(self, contacts, commercial_of, addresses):
         """Open opportunities of the contacts, of their companies, or with one of the addresses (indexed)."""
         Lead = self.env["crm.lead"].sudo()
-        partners = self.env["res.partner"].sudo()
-        for found in contacts.values():
-            for partner in found:
-                partners |= partner
+        commercial_ids = {commercial_of[partner_id] for found in contacts.values() for partner_id in found}
+        commercial_ids.discard(False)
         variants = [variant for address in addresses for variant in address_variants(address)]
         lead_filters = []
-        if partners:
-            lead_filters.append([("partner_id.commercial_partner_id", "in", partners.commercial_partner_id.ids)])
+        if commercial_ids:
+            lead_filters.append([("partner_id.commercial_partner_id", "in", sorted(commercial_ids))])
         if variants:
             lead_filters.append([("email_normalized", "in", variants)])
         if not lead_filters:
             return _DealIndex(Lead)
-        return _DealIndex(Lead.search([("type", "=", "opportunity"), "|", ("stage_id", "=", False),
-                                       ("stage_id.is_won", "=", False)] + expression.OR(lead_filters)))
+        return _DealIndex(Lead.search_fetch(
+            [("type", "=", "opportunity"), "|", ("stage_id", "=", False), ("stage_id.is_won", "=", False)]
+            + expression.OR(lead_filters), _DealIndex.FIELDS))
 
-    def _link_deal(self, deals, contacts, addresses, known_targets, refs, thread_choice):
-        """Values of the deal links of this email: the thread's deal, else the best open one and candidates."""
-        self.ensure_one()
-        ranked = []  # [(lead, reason)], best first
-        followed = next((thread_choice[ref] for ref in refs if ref in thread_choice), None)
-        if followed is not None and not self._primary_deal_link():
+    def _link_deal(self, email, mailbox, deals, contacts, commercial_of, addresses, links, thread_choice):
+        """Values of the deal links of ``email``: the thread's deal, else the best open one and candidates.
+
+        ``links`` are the email's links before (:class:`_Link`); ``contacts`` its {contact id: reason}.
+        """
+        ranked = []  # [(lead id, reason)], best first
+        primary = next((link.lead_id for link in links
+                        if link.active and link.lead_id and not link.is_candidate), False)
+        locked = email.is_deal_locked
+        followed = next((thread_choice[ref] for ref in email.refs if ref in thread_choice), None)
+        if followed is not None and not primary:
             if followed:
                 ranked = [(followed, "thread")]
             else:
-                self.is_deal_locked = True
+                self.browse(email.id).is_deal_locked = True
+                locked = True
         elif contacts or addresses:
-            ranked = self._rank_deals(deals, contacts, addresses)
-        primary = self._primary_deal_link().lead_id
-        locked = self.is_deal_locked
+            ranked = deals.rank(email, mailbox, contacts, commercial_of, addresses)
+        known_leads = {link.lead_id for link in links}
         values = []
-        for lead, reason in ranked:
-            if lead in known_targets:
+        for lead_id, reason in ranked:
+            if lead_id in known_leads:
                 continue
-            values.append({"message_id": self.id, "lead_id": lead.id, "reason": reason,
+            values.append({"message_id": email.id, "lead_id": lead_id, "reason": reason,
                            "is_candidate": bool(primary or locked)})
-            known_targets.add(lead)
+            known_leads.add(lead_id)
             if not (primary or locked):
-                primary = lead
+                primary = lead_id
         # Later messages of the batch that reply to this one follow it.
         if primary or locked:
-            thread_choice.setdefault(self.message_key, primary)
+            thread_choice.setdefault(email.message_key, primary)
         return values
-
-    def _primary_deal_link(self):
-        self.ensure_one()
-        return self.link_ids.filtered(lambda link: link.lead_id and not link.is_candidate)[:1]
-
-    def _rank_deals(self, deals, contacts, addresses):
-        """Open deals of ``contacts`` (and their companies) for this email, best first, with the reason.
-
-        ``deals`` is the batch's ``_DealIndex``: only the deals of this email's contacts,
-        companies and addresses are looked at, not every open deal of the batch.
-        """
-        self.ensure_one()
-        mailbox = self.mailbox_id
-        owner_id = mailbox.user_id.id if mailbox.mailbox_type == "personal" else False
-        team_id = mailbox.team_id.id if mailbox.mailbox_type == "team" else False
-        commercial = {partner.commercial_partner_id.id: reason for partner, reason in contacts.items()}
-        by_partner = {partner.id: reason for partner, reason in contacts.items()}
-        ranked = []
-        for deal in deals.candidates(by_partner, commercial, addresses):
-            if deal.company_id and deal.company_id != self.company_id.id:
-                continue
-            if deal.partner_id in by_partner or deal.email in addresses:
-                reason = by_partner.get(deal.partner_id, "contact")
-            elif deal.commercial_id in commercial:
-                reason = "domain" if commercial[deal.commercial_id] == "domain" else "company"
-            else:
-                continue
-            key = (bool(owner_id) and deal.user_id == owner_id, bool(team_id) and deal.team_id == team_id,
-                   deal.write_date, deal.id)
-            ranked.append((key, deal.lead, reason))
-        ranked.sort(key=lambda item: item[0], reverse=True)
-        return [(lead, reason) for _key, lead, reason in ranked]
 
     # ------------------------------------------------------------------
     # Manual control
@@ -650,26 +688,61 @@ class OnpipelineMailMessage(models.Model):
         }
 
 
+#: What linking reads of an email (``_link_emails``); ``refs`` nearest first, ``participants`` normalized.
+_Email = collections.namedtuple(
+    "_Email", "id mailbox_id company_id message_key link_date is_deal_locked refs participants")
+
+#: A link an email has already (``_link``): targets as ids, False for none.
+_Link = collections.namedtuple("_Link", "partner_id lead_id active is_candidate")
+
+
+def _known_links(links):
+    """{email id: [:class:`_Link`]} of ``links``, in their order (emails without links: an empty list)."""
+    known = collections.defaultdict(list)
+    columns = (field_values(links, name) for name in ("message_id", "partner_id", "lead_id", "active", "is_candidate"))
+    for message_id, *values in zip(*columns, strict=True):
+        known[message_id].append(_Link(*values))
+    return known
+
+
+class _Mailbox(collections.namedtuple("_Mailbox", "id owner_id team_id")):
+    """The owner (personal mailbox) or team (team mailbox) whose deals rank first, read once per batch."""
+
+    @classmethod
+    def of(cls, mailbox):
+        return cls(mailbox.id, mailbox.user_id.id if mailbox.mailbox_type == "personal" else False,
+                   mailbox.team_id.id if mailbox.mailbox_type == "team" else False)
+
+
 _Deal = collections.namedtuple(
-    "_Deal", "lead id company_id partner_id commercial_id email user_id team_id write_date")
+    "_Deal", "id company_id partner_id commercial_id email user_id team_id write_date")
 
 
 class _DealIndex:
     """The open deals of a batch, read once and indexed by contact, company and address.
 
     Ranking looked at every open deal of the batch for every email (deals x emails
-    field reads): the first sync of a mailbox spent most of its time there.
+    field reads): the first sync of a mailbox spent most of its time there. The
+    deals' fields are read column by column for the batch, not deal by deal.
     """
+
+    FIELDS = ["company_id", "partner_id", "email_normalized", "user_id", "team_id", "write_date"]
 
     def __init__(self, leads):
         self.by_partner = collections.defaultdict(list)
         self.by_commercial = collections.defaultdict(list)
         self.by_email = collections.defaultdict(list)
-        for lead in leads:
-            deal = _Deal(lead, lead.id, lead.company_id.id, lead.partner_id.id,
-                         lead.partner_id.commercial_partner_id.id,
-                         normalize_address(lead.email_normalized) if lead.email_normalized else "",
-                         lead.user_id.id, lead.team_id.id, lead.write_date or datetime.datetime.min)
+        if not leads:
+            return
+        partners = leads.partner_id
+        commercial_of = dict(zip(partners._ids, field_values(partners, "commercial_partner_id"), strict=True))
+        commercial_of[False] = False
+        columns = [field_values(leads, name) for name in self.FIELDS]
+        for lead_id, company_id, partner_id, email, user_id, team_id, write_date in zip(leads._ids, *columns,
+                                                                                         strict=True):
+            deal = _Deal(lead_id, company_id, partner_id, commercial_of[partner_id],
+                         normalize_address(email) if email else "", user_id, team_id,
+                         write_date or datetime.datetime.min)
             if deal.partner_id:
                 self.by_partner[deal.partner_id].append(deal)
             if deal.commercial_id:
@@ -686,6 +759,30 @@ class _DealIndex:
                 for deal in index.get(key, ()):
                     found[deal.id] = deal
         return found.values()
+
+    def rank(self, email, mailbox, contacts, commercial_of, addresses):
+        """Open deals of ``contacts`` (and their companies) for ``email``, best first: [(deal id, reason)].
+
+        Only the deals of this email's contacts, companies and addresses are looked at,
+        not every open deal of the batch. ``contacts`` is {contact id: reason}.
+        """
+        owner_id, team_id = mailbox.owner_id, mailbox.team_id
+        commercial = {commercial_of[partner_id]: reason for partner_id, reason in contacts.items()}
+        ranked = []
+        for deal in self.candidates(contacts, commercial, addresses):
+            if deal.company_id and deal.company_id != email.company_id:
+                continue
+            if deal.partner_id in contacts or deal.email in addresses:
+                reason = contacts.get(deal.partner_id, "contact")
+            elif deal.commercial_id in commercial:
+                reason = "domain" if commercial[deal.commercial_id] == "domain" else "company"
+            else:
+                continue
+            key = (bool(owner_id) and deal.user_id == owner_id, bool(team_id) and deal.team_id == team_id,
+                   deal.write_date, deal.id)
+            ranked.append((key, deal.id, reason))
+        ranked.sort(key=lambda item: item[0], reverse=True)
+        return [(lead_id, reason) for _key, lead_id, reason in ranked]
 
 
 def str2bool(value):
