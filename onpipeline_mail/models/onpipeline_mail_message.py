@@ -1,3 +1,4 @@
+import base64
 import datetime
 import html as html_lib
 import os
@@ -10,6 +11,8 @@ from markupsafe import Markup
 from odoo import _, api, fields, models, tools
 from odoo.tools import SQL
 from odoo.tools import mail as odoo_mail_tools
+
+from odoo.addons.base.models.ir_attachment import IrAttachment
 
 from ..engine import parse_worker
 from ..engine.parse import normalize_address
@@ -403,7 +406,8 @@ class OnpipelineMailMessage(models.Model):
         (``res_field``), which keeps it out of the email's files as Odoo keeps the
         files of binary fields out of attachment lists, with an access token as
         Odoo's mail gives the images of a message; the body then links to it.
-        One attachment create and at most one body update per batch.
+        One attachment INSERT (``_insert_attachments``; ``create()`` on the ORM path)
+        and at most one body update per batch.
         """
         Attachment = self.env["ir.attachment"].sudo()
         values, inline = [], []
@@ -423,12 +427,14 @@ class OnpipelineMailMessage(models.Model):
                 values.append(value)
         if not values:
             return
-        created = Attachment.create(values)
+        created = None if sql_rows.use_orm_path(self.env) else self._insert_attachments(Attachment, values)
+        if created is None:
+            created = Attachment.create(values)
         urls = {}
         for message, content_id, index in inline:
-            stored = created[index]
+            # The token as given: create() stores it as it is (a Char without size).
             urls.setdefault(message, {})[content_id] = "/web/image/%s?access_token=%s" % (
-                stored.id, stored.access_token)
+                created._ids[index], values[index]["access_token"])
         bodies = {message.id: rewrite_cid_sources(message.body_html, message_urls)
                   for message, message_urls in urls.items()}
         if bodies:
@@ -438,3 +444,84 @@ class OnpipelineMailMessage(models.Model):
                 "WHERE onpipeline_mail_message.id = body.id",
                 SQL(", ").join(SQL("(%s, %s)", message_id, str(html)) for message_id, html in bodies.items())))
             self.browse(bodies).invalidate_recordset(["body_html"])
+
+    @api.model
+    def _insert_attachments(self, Attachment, vals_list):
+        """The attachments ``Attachment.create(vals_list)`` would make, set-based (see ``sql_rows``); None when
+        this ``ir.attachment`` does not create as Odoo's own does (:func:`creates_as_odoo`), or when a
+        field without a column would be written: then create().
+
+        ``ir.attachment.create()``'s own steps, by its own methods (``_attachment_rows``), then
+        what ``BaseModel.create()`` adds: ``default_get`` once per set of given fields (company,
+        type), access checks, constraints. Left out: the ORM's per-record bookkeeping
+        (default_get, conversion and cache per record and field).
+        """
+        if not creates_as_odoo(Attachment):
+            return None
+        fields_ = Attachment._fields
+        given = {name for vals in vals_list for name in vals} - {"raw", "datas"}
+        if any(not fields_[name].column_type for name in given) or Attachment.default_get(
+                [name for name, field in fields_.items() if not field.column_type and name not in given]):
+            # Written by an inverse (datas, say), through create().
+            return None
+        rows = self._attachment_rows(Attachment, vals_list)
+        Attachment.check_access("create")
+        defaults = {}
+        for index, row in enumerate(rows):
+            names = frozenset(row)
+            if names not in defaults:
+                defaults[names] = sql_rows.column_defaults(Attachment, row)
+            rows[index] = dict(defaults[names], **row)
+        records = sql_rows.insert_rows(Attachment, rows)
+        records._validate_fields({name for row in rows for name in row})
+        records.check_access("create")
+        # The cached attachment lists of the records pointed to (attachment_ids) are invalidated by
+        # insert_rows' modified(), as by create()'s (test_store_rows reads one back).
+        return records
+
+    @api.model
+    def _attachment_rows(self, Attachment, vals_list):
+        """The rows of ``vals_list`` as ``ir.attachment.create()`` completes them, by its own methods.
+
+        In create()'s order, on the same environment (sudo, as the real user, whom
+        ``_check_contents`` asks whether they may edit views): the size, checksum and file
+        name given are dropped; ``_check_contents`` (mimetype computed, XML-like types made
+        text/plain for a user who may not edit views, images resized); for a non-empty content
+        ``_get_datas_related_values`` (checksum, ``index_content`` by ``_index``, file size,
+        the file written to the filestore and marked for its garbage collection); then
+        ``check("create")`` once per record pointed to.
+        """
+        rows, targets = [], {}
+        for vals in vals_list:
+            row = Attachment._check_contents({key: value for key, value in vals.items()
+                                              if key not in ("file_size", "checksum", "store_fname")})
+            raw, datas = row.pop("raw", None), row.pop("datas", None)
+            if raw or datas:
+                if isinstance(raw, str):
+                    raw = raw.encode()
+                row.update(Attachment._get_datas_related_values(raw or base64.b64decode(datas or b""),
+                                                                row["mimetype"]))
+            targets[(row.get("res_model"), row.get("res_id"))] = None
+            rows.append(row)
+        for res_model, res_id in targets:
+            Attachment.browse().check("create", values={"res_model": res_model, "res_id": res_id})
+        return rows
+
+
+#: The steps of ``ir.attachment``'s creation :meth:`OnpipelineMailMessage._insert_attachments` takes itself.
+CREATE_STEPS = ("create", "_create", "_prepare_create_values", "_add_missing_default_values",
+                "_add_precomputed_values")
+
+
+def creates_as_odoo(Attachment):
+    """Whether ``Attachment`` (``ir.attachment``) creates records as Odoo 18's own code does.
+
+    No installed module overrides the steps of :data:`CREATE_STEPS` (base's ``ir.attachment``
+    and ``BaseModel`` define them), and no field is computed and stored (``create()`` would
+    compute it with the row). Otherwise the sync's attachments go through ``create()``.
+    """
+    owners = (IrAttachment, models.BaseModel, models.Model, models.AbstractModel)
+    for cls in type(Attachment).__mro__:
+        if cls not in owners and any(name in vars(cls) for name in CREATE_STEPS):
+            return False
+    return not any(field.store and field.compute for field in Attachment._fields.values())

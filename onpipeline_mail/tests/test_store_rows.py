@@ -9,13 +9,20 @@ ids replaced by what they point at.
 """
 
 import datetime
+import hashlib
+import io
+import os
 import re
+import uuid
+
+from PIL import Image
 
 from odoo.tests import tagged
 
 from ..engine import parse, parse_worker
 from ..engine.testing import mailgen
 from ..models import sql_rows
+from ..models.onpipeline_mail_message import creates_as_odoo
 from .common import OnpipelineMailCase, append, make_message
 
 UTC = datetime.timezone.utc
@@ -30,6 +37,26 @@ IMAGE_URL = re.compile(r"/web/image/(\d+)\?access_token=[\w-]+")
 
 def generated(message_id):
     return GENERATED_MESSAGE_ID.sub("<generated", message_id or "")
+
+
+def png(width, height):
+    data = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 30, 30)).save(data, "PNG")
+    return data.getvalue()
+
+
+#: Files ir.attachment.create() does something with: XML-like types made text/plain for a user who may
+#: not edit views, text indexed, an empty file (no checksum, no file), an image resized (wider than
+#: 1920 px), a type guessed from the content or the name.
+HOSTILE_FILES = [
+    ("evil.svg", "image/svg+xml", b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>'),
+    ("page.html", "text/html", b"<html><body onload='steal()'><script>x()</script>Invoice</body></html>"),
+    ("notes.txt", "text/plain", b"Quote number Q-2024-117 for the yearly licence\n"),
+    ("empty.bin", "application/octet-stream", b""),
+    ("wide.png", "image/png", png(2100, 6)),
+    ("scan", "application/octet-stream", png(4, 4)),
+    ("report.xml", "application/octet-stream", b"<?xml version='1.0'?><report/>"),
+]
 
 
 @tagged("post_install", "-at_install", "onpipeline_mail")
@@ -59,6 +86,7 @@ class TestStoreRows(OnpipelineMailCase):
             make_message("second of a reused id", message_id="<reused@client.example>", sender=contacts[2][1],
                          body="Another content"),
             make_message("between colleagues", sender="Bob <bob@company.test>", to=me[1]),
+            make_message("hostile files", sender="Jane <%s>" % contacts[0][1], to=me[1], attachments=HOSTILE_FILES),
             make_message("caf\u00e9 \u2014 \u00e9t\u00e9", sender="\u00c9lodie <%s>" % contacts[3][1], to=me[1],
                          html="<p>caf\u00e9</p>"),
         ]
@@ -110,6 +138,11 @@ class TestStoreRows(OnpipelineMailCase):
         attachments = self.select("SELECT * FROM ir_attachment WHERE res_model = 'onpipeline.mail.message' "
                                   "AND res_id = ANY(%s)", list(key_of))
         attachment_of = {row["id"]: (key_of[row["res_id"]], row["name"], row["checksum"]) for row in attachments}
+        Attachment = self.env["ir.attachment"]
+        for row in attachments:
+            # What the filestore holds for the row: the file its checksum names.
+            content = Attachment._file_read(row["store_fname"]) if row["store_fname"] else None
+            row["stored file"] = content and hashlib.sha1(content).hexdigest()
         links = self.select("SELECT * FROM onpipeline_mail_link WHERE mailbox_id = %s", mailbox_id)
         entries = self.select("SELECT * FROM mail_message WHERE id = ANY(%s)",
                               [link["mail_message_id"] for link in links if link["mail_message_id"]])
@@ -179,6 +212,15 @@ class TestStoreRows(OnpipelineMailCase):
         self.assertTrue(any(row["is_candidate"] for row in expected["links"]))
         self.assertTrue(any(row["res_field"] == "body_html" for row in expected["attachments"]), "inline images")
         self.assertTrue(expected["history files"])
+        names = {name for name, _type, _data in HOSTILE_FILES}
+        files = {row["name"]: row for row in expected["attachments"] if row["name"] in names}
+        self.assertEqual(files["evil.svg"]["mimetype"], "text/plain", "svg made text: the sync's user is a salesman")
+        self.assertEqual(files["page.html"]["mimetype"], "text/plain")
+        self.assertIn("Q-2024-117", files["notes.txt"]["index_content"])
+        self.assertIsNone(files["empty.bin"]["checksum"])
+        self.assertNotEqual(files["wide.png"]["checksum"], hashlib.sha1(HOSTILE_FILES[4][2]).hexdigest(), "resized")
+        self.assertEqual(files["scan"]["mimetype"], "image/png")
+        self.assertEqual(files["wide.png"]["stored file"], files["wide.png"]["checksum"])
         self.assertGreater(len(expected["locations"]), len(messages), "an email in two folders")
 
     def test_the_parse_worker_sanitizes_bodies_as_the_field_does(self):
@@ -194,3 +236,36 @@ class TestStoreRows(OnpipelineMailCase):
             self.assertEqual(result.body_html_filtered, str(field.convert_to_cache(result.body_html, Message)))
         self.assertTrue(any("<script" in result.body_html and "<script" not in result.body_html_filtered
                             for result in bodies), "hostile HTML among them")
+
+    def test_attachments_are_written_as_create_writes_them(self):
+        """The set-based attachments write their files, mark them for the filestore's GC, as create()."""
+        Attachment = self.env["ir.attachment"].sudo()
+        self.assertTrue(creates_as_odoo(Attachment), "the set-based path is the one the sync takes here")
+        mailbox = self.create_mailbox(self.account, sync_window="1m")
+        Message = self.env["onpipeline.mail.message"].sudo()
+        email = Message.create({"mailbox_id": mailbox.id, "message_key": "<files@client.example>",
+                                "body_html": '<p>Logo <img src="cid:logo@x"></p>'})
+        content = ("file %s" % uuid.uuid4()).encode()
+        logo = png(3, 3) + uuid.uuid4().bytes  # PIL reads the image and leaves the bytes after it
+        self.assertFalse(email.attachment_ids)  # cached as an empty list, as after create()
+        self.assertIsNotNone(Message._insert_attachments(Attachment, []), "the set-based path was not refused")
+        Message._create_attachments(email, {email.message_key: [
+            parse.Attachment("terms.txt", "text/plain", content),
+            parse.Attachment("logo.png", "image/png", logo, content_id="logo@x", is_inline=True),
+        ]})
+        files = Attachment.search([("res_model", "=", Message._name), ("res_id", "=", email.id),
+                                   ("res_field", "in", [False, "body_html"])])
+        self.assertEqual(sorted(files.mapped("name")), ["logo.png", "terms.txt"])
+        self.assertEqual(email.attachment_ids.mapped("name"), ["terms.txt"], "the cached list was refreshed")
+        for attachment, data in ((files.filtered(lambda a: a.name == "terms.txt"), content),
+                                 (files.filtered(lambda a: a.name == "logo.png"), logo)):
+            path = Attachment._full_path(attachment.store_fname)
+            with open(path, "rb") as handle:
+                self.assertEqual(handle.read(), data)
+            self.assertEqual(attachment.checksum, hashlib.sha1(data).hexdigest())
+            self.assertTrue(os.path.exists(os.path.join(Attachment._full_path("checklist"), attachment.store_fname)),
+                            "marked for the filestore's garbage collection, in case the transaction aborts")
+        self.assertEqual(files.filtered(lambda a: a.name == "terms.txt").index_content, content.decode())
+        logo = files.filtered(lambda a: a.name == "logo.png")
+        self.assertEqual(logo.create_uid, self.env.user)
+        self.assertIn("/web/image/%s?access_token=%s" % (logo.id, logo.access_token), email.body_html)
