@@ -8,6 +8,7 @@ import io
 import logging
 import os
 import pickle
+import select
 import signal
 import threading
 import time
@@ -95,10 +96,10 @@ def test_submit_returns_while_the_child_is_still_reading():
         started = time.monotonic()
         ticket = worker.submit(jobs)
         assert time.monotonic() - started < 2, "submit waited for the child to read 32 MB"
-        assert ticket.in_worker and worker._sender.is_alive()
+        assert ticket.in_worker and ticket.sender.is_alive()
         os.kill(worker._process.pid, signal.SIGCONT)
         assert worker.collect(ticket) == parse_worker.parse_jobs(jobs)
-        assert worker._sender is None and worker.is_running
+        assert not ticket.sender.is_alive() and worker.is_running
         waking.cancel()
 
 
@@ -109,7 +110,7 @@ def test_a_child_that_stops_reading_costs_speed_not_messages(caplog):
         worker.collect(warm)
         os.kill(worker._process.pid, signal.SIGSTOP)
         ticket = worker.submit(jobs)
-        sender = worker._sender
+        sender = ticket.sender
         with caplog.at_level(logging.WARNING):
             results = worker.collect(ticket)
         assert results == parse_worker.parse_jobs(jobs)
@@ -118,12 +119,41 @@ def test_a_child_that_stops_reading_costs_speed_not_messages(caplog):
         assert not worker.is_running
 
 
-def test_submitting_twice_without_collecting_is_refused():
+def test_submitting_more_than_depth_without_collecting_is_refused():
     jobs = corpus_jobs()
     with parse_worker.ParseWorker(local_batches=0) as worker:
-        worker.submit(jobs)
+        first, second = worker.submit(jobs), worker.submit(jobs)
         with pytest.raises(RuntimeError):
             worker.submit(jobs)
+        with pytest.raises(RuntimeError):
+            worker.collect(second)  # in the order submitted
+        assert worker.collect(first) == worker.collect(second) == parse_worker.parse_jobs(jobs)
+
+
+def test_the_next_batch_waits_in_the_pipe_and_is_parsed_without_a_collect():
+    # Two batches in: the child goes from the first to the second by itself, so while the caller
+    # stores the first, the second is being parsed.
+    jobs = corpus_jobs()
+    with parse_worker.ParseWorker(local_batches=0, min_batch=1) as worker:
+        first, second = worker.submit(jobs), worker.submit(jobs[:2])
+        assert first.in_worker and second.in_worker
+        assert worker.collect(first) == parse_worker.parse_jobs(jobs)
+        # The answer to the second batch is already on its way, with nothing more asked of the child.
+        ready, _w, _x = select.select([worker._process.stdout], [], [], 30)
+        assert ready, "the child did not go on to the second batch by itself"
+        assert worker.collect(second) == parse_worker.parse_jobs(jobs[:2])
+
+
+def test_a_child_that_dies_with_two_batches_in_loses_neither(caplog):
+    jobs = big_jobs()
+    with parse_worker.ParseWorker(timeout=5, local_batches=0, min_batch=1) as worker:
+        first, second = worker.submit(jobs[:2]), worker.submit(jobs)
+        os.kill(worker._process.pid, signal.SIGKILL)
+        with caplog.at_level(logging.WARNING):
+            assert worker.collect(first) == parse_worker.parse_jobs(jobs[:2])
+            assert worker.collect(second) == parse_worker.parse_jobs(jobs)
+        assert "parsing in the sync process instead" in caplog.text
+        assert not first.sender.is_alive() and not second.sender.is_alive()
 
 
 def test_an_abandoned_batch_leaves_the_worker_usable():

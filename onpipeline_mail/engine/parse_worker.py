@@ -23,6 +23,7 @@ and imports it itself. A message it could not filter comes back unfiltered
 (``body_html_filtered`` None) and the caller filters it, as without a worker.
 """
 
+import collections
 import dataclasses
 import importlib
 import io
@@ -52,6 +53,9 @@ MIN_WORKER_BATCH = 8
 LOCAL_BATCHES = 1
 #: Seconds a batch may take in the child before it is parsed here instead.
 DEFAULT_TIMEOUT = 300
+#: Batches submitted and not yet collected, at most: the child parses one while the next waits in
+#: its pipe, so it goes on the moment it is done instead of waiting for the caller to collect.
+DEPTH = 2
 #: Classes an answer may hold besides the builtins.
 _ANSWER_CLASSES = {("datetime", "datetime"), ("datetime", "timezone"), ("datetime", "timedelta"),
                    ("builtins", "set"), ("builtins", "frozenset")}
@@ -159,13 +163,21 @@ class _Sender(threading.Thread):
     releases the GIL, so the caller stores the previous batch during the transfer.
     """
 
-    def __init__(self, fd, frame):
+    def __init__(self, fd, frame, after=None):
         super().__init__(name="onpipeline-parse-worker-sender", daemon=True)
         self.fd = fd
         self.frame = frame
+        #: The sender of the batch before, which must be written whole first.
+        self.after = after
         self.error = None
 
     def run(self):
+        after, self.after = self.after, None
+        if after is not None:
+            after.join()
+            if after.error is not None:
+                self.error, self.frame = after.error, None
+                return
         view = memoryview(self.frame)
         try:
             while view:
@@ -188,26 +200,29 @@ def _read_exactly(stream, size):
 
 
 class _Ticket:
-    """A submitted batch: its jobs, and whether the child has them."""
+    """A submitted batch: its jobs, whether the child has them, and the thread sending them."""
 
-    def __init__(self, jobs, in_worker):
+    def __init__(self, jobs, in_worker, sender=None):
         self.jobs = jobs
         self.in_worker = in_worker
+        self.sender = sender
 
 
 class ParseWorker:
-    """A child process that parses batches, one at a time; use as a context manager.
+    """A child process that parses batches, one after the other; use as a context manager.
 
     ``submit(jobs)`` gives the child a batch and returns at once; ``collect(ticket)``
-    waits for its results (ParsedMessage or error text per job, in order). Only
-    one batch is in the child at a time: collect a ticket before submitting the
-    next. Started at the second batch worth it (``local_batches``), so a sync
-    with nothing new, or with one batch of new mail, starts no process.
+    waits for its results (ParsedMessage or error text per job, in order). At most
+    ``depth`` batches are submitted and not collected (see :data:`DEPTH`), and they
+    are collected in the order submitted. Started at the second batch worth it
+    (``local_batches``), so a sync with nothing new, or with one batch of new mail,
+    starts no process.
     """
 
     def __init__(self, timeout=DEFAULT_TIMEOUT, min_batch=MIN_WORKER_BATCH, local_batches=LOCAL_BATCHES,
-                 html_filter=None, html_filter_min_messages=0):
+                 html_filter=None, html_filter_min_messages=0, depth=DEPTH):
         self.timeout = timeout
+        self.depth = depth
         #: :class:`HtmlFilter` the child applies to HTML bodies, or None.
         self.html_filter = html_filter
         #: The child takes the filter only if the caller expects at least this many messages when it
@@ -217,9 +232,9 @@ class ParseWorker:
         self.min_batch = min_batch
         self.local_batches = local_batches
         self._process = None
-        self._sender = None  # the _Sender of the batch going in, until collected
+        self._last_sender = None  # the _Sender of the last batch given to the child
+        self._uncollected = collections.deque()  # tickets submitted and not collected, oldest first
         self._broken = False
-        self._busy = False
         #: Batches the child parsed (the others were parsed here).
         self.batches_parsed = 0
 
@@ -234,9 +249,13 @@ class ParseWorker:
         self._expected = count
 
     def submit(self, jobs):
-        jobs = list(jobs)
-        if self._busy:
-            raise RuntimeError("collect the batch in the parse worker before submitting another")
+        if len(self._uncollected) >= self.depth:
+            raise RuntimeError("collect a batch from the parse worker before submitting more than %d" % self.depth)
+        ticket = self._give(list(jobs))
+        self._uncollected.append(ticket)
+        return ticket
+
+    def _give(self, jobs):
         if len(jobs) < self.min_batch:
             return _Ticket(jobs, in_worker=False)
         if self.local_batches > 0:
@@ -245,20 +264,22 @@ class ParseWorker:
         if not self._ensure_started():
             return _Ticket(jobs, in_worker=False)
         try:
-            self._sender = _Sender(self._process.stdin.fileno(), _frame(jobs))
-            self._sender.start()
+            sender = _Sender(self._process.stdin.fileno(), _frame(jobs), after=self._last_sender)
+            sender.start()
         except (OSError, ValueError, RuntimeError, pickle.PicklingError) as exc:
             self._fail("could not send a batch", exc)
             return _Ticket(jobs, in_worker=False)
-        self._busy = True
-        return _Ticket(jobs, in_worker=True)
+        self._last_sender = sender
+        return _Ticket(jobs, in_worker=True, sender=sender)
 
     def collect(self, ticket):
+        if not self._uncollected or self._uncollected[0] is not ticket:
+            raise RuntimeError("collect the batches of the parse worker in the order they were submitted")
+        self._uncollected.popleft()
         if ticket.in_worker:
-            self._busy = False
             try:
                 deadline = time.monotonic() + self.timeout
-                self._wait_sent(deadline)
+                self._wait_sent(ticket.sender, deadline)
                 answers = self._read_answer(deadline)
                 if len(answers) != len(ticket.jobs):
                     raise ValueError("%d answers for %d messages" % (len(answers), len(ticket.jobs)))
@@ -270,17 +291,20 @@ class ParseWorker:
         return parse_jobs(ticket.jobs)
 
     def abandon(self, ticket):
-        """Drop a submitted batch whose results are no longer wanted (the run stopped)."""
+        """Drop a submitted batch whose results are no longer wanted (the run stopped); a collected one is ignored."""
+        if ticket not in self._uncollected:
+            return
+        self._uncollected.remove(ticket)
         if ticket.in_worker:
-            self._busy = False
             self.close()  # the child is busy with it; a new one starts if needed
 
     def close(self):
         process, self._process = self._process, None
-        self._busy = False
+        for ticket in self._uncollected:
+            ticket.in_worker = False  # their answers go with the child: parsed here when collected
         if process is None:
             return
-        sender, self._sender = self._sender, None
+        sender, self._last_sender = self._last_sender, None
         if sender is not None and sender.is_alive():
             # A batch still going in: its write ends only when the child reads or dies. The pipe's fd
             # stays open until then, or a file opened meanwhile could take its number and get the rest.
@@ -320,13 +344,9 @@ class ParseWorker:
             return False
         return True
 
-    def _wait_sent(self, deadline):
-        sender, self._sender = self._sender, None
-        if sender is None:
-            return
+    def _wait_sent(self, sender, deadline):
         sender.join(max(0.0, deadline - time.monotonic()))
-        if sender.is_alive():
-            self._sender = sender  # close() ends it
+        if sender.is_alive():  # close() ends it
             raise TimeoutError("the batch was not read within %s s" % self.timeout)
         if sender.error is not None:
             raise sender.error

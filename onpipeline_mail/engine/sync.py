@@ -485,21 +485,24 @@ def _hand_over_pipelined(run, work, seal, past_deadline, parser):
         step, raws, failures, gone, ticket = started
         return seal(step, done, _assemble(step[0], raws, parser.collect(ticket), failures, gone))
 
-    # The worker holds one batch at a time: fetch k+1, collect k, give it k+1, hand k over.
-    started = None
+    # Fetch k+1, give it to the worker, collect k, hand k over. k+1 is given before k is collected:
+    # it waits in the worker's pipe, and the worker goes on to it the moment k is parsed, instead of
+    # idling until the caller has collected k (up to a tenth of a first sync was spent waiting so).
+    started = following = None
     try:
         for step, _done in work:  # only the last step is done: it is finished after the loop
             try:
                 following = fetch_step(step)
             except (errors.ConnectError, *DROPS):
+                following = None
                 if started is not None:
                     ready, started = finish(started, False), None
                     yield ready  # what was fetched is handed over before the error surfaces
                 raise
-            ready = finish(started, False) if started is not None else None
             parser.expect(run.total)
             following[4] = parser.submit(_parse_jobs(run, following[1]))
-            started = following
+            ready = finish(started, False) if started is not None else None
+            started, following = following, None
             if ready is not None:
                 yield ready
                 if past_deadline():
@@ -507,9 +510,10 @@ def _hand_over_pipelined(run, work, seal, past_deadline, parser):
         last, started = started, None
         yield finish(last, True)
     finally:
-        # Stopped early (deadline, error, or the caller stopped reading): drop the batch in the worker.
-        if started is not None:
-            parser.abandon(started[4])
+        # Stopped early (deadline, error, or the caller stopped reading): drop the batches in the worker.
+        for item in (started, following):
+            if item is not None and item[4] is not None:
+                parser.abandon(item[4])
 
 
 def retry_uids(client, folder_name, uidvalidity, uids, max_message_bytes=fetch.MAX_MESSAGE_BYTES,
