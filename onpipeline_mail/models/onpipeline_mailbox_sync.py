@@ -339,8 +339,11 @@ class OnpipelineMailbox(models.Model):
         # in it (about a second of CPU): a first sync, not a mailbox of a few hundred emails.
         min_messages = int(self.env["ir.config_parameter"].sudo().get_param(
             "onpipeline_mail.parse_worker_sanitize_min", SANITIZE_IN_WORKER_MIN))
+        # Nor does a folder of a few hundred emails pay for the child itself (parse_worker.MIN_WORKER_MESSAGES).
+        min_worker_messages = int(self.env["ir.config_parameter"].sudo().get_param(
+            "onpipeline_mail.parse_worker_min", parse_worker.MIN_WORKER_MESSAGES))
         return parse_worker.ParseWorker(html_filter=self.env["onpipeline.mail.message"]._body_html_filter(),
-                                        html_filter_min_messages=min_messages)
+                                        html_filter_min_messages=min_messages, min_messages=min_worker_messages)
 
     def _folders_to_sync(self):
         return self.folder_ids.filtered(lambda f: f.is_selected and f.is_selectable and f.is_present

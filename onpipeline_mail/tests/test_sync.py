@@ -6,6 +6,7 @@ from odoo.exceptions import AccessError
 from odoo.tests import tagged
 from odoo.tools import mute_logger
 
+from ..engine import parse_worker
 from ..engine.connection import imap_session
 from ..models.onpipeline_mailbox_sync import LOCK_NAMESPACE, SyncBusy, cpu_seconds_left, run_budget
 from .common import OnpipelineMailCase, append, make_message
@@ -70,6 +71,8 @@ class TestMailboxSync(OnpipelineMailCase):
     def test_batches_are_parsed_by_the_parse_worker_while_the_previous_one_is_stored(self):
         self.env["ir.config_parameter"].sudo().set_param("onpipeline_mail.sync_batch_size", "10")
         self.env["ir.config_parameter"].sudo().set_param("onpipeline_mail.parse_in_worker", "1")  # even on 1 core
+        # A folder this small is parsed here by default (the child costs more than it saves): not in this test.
+        self.env["ir.config_parameter"].sudo().set_param("onpipeline_mail.parse_worker_min", "20")
         for index in range(24):
             append(self.account, "INBOX", make_message("mail %02d" % index, html="<p>Offer %d</p>" % index,
                                                        attachments=[("offer.pdf", "application/pdf", b"%PDF-1.4")]),
@@ -96,6 +99,27 @@ class TestMailboxSync(OnpipelineMailCase):
 
         self.env["ir.config_parameter"].sudo().set_param("onpipeline_mail.parse_in_worker", "0")
         self.assertFalse(isinstance(self.mailbox._parse_worker(), type(workers[0])), "turned off")
+
+    def test_a_small_folder_starts_no_parse_worker(self):
+        # Starting the child costs what parsing about 100 messages costs: a folder of a few hundred is parsed here.
+        self.env["ir.config_parameter"].sudo().set_param("onpipeline_mail.sync_batch_size", "10")
+        self.env["ir.config_parameter"].sudo().set_param("onpipeline_mail.parse_in_worker", "1")
+        for index in range(24):
+            append(self.account, "INBOX", make_message("mail %02d" % index), date=days_ago(index % 20 + 1))
+        workers = []
+        real_worker = type(self.mailbox)._parse_worker
+
+        def keep_worker(mailbox):
+            worker = real_worker(mailbox)
+            workers.append(worker)
+            return worker
+
+        with patch.object(type(self.mailbox), "_parse_worker", keep_worker), \
+                patch.object(parse_worker.ParseWorker, "_ensure_started",
+                             side_effect=AssertionError("a child was started for 24 messages")):
+            self.assertTrue(self.mailbox._sync())
+        self.assertEqual(len(self.messages()), 24)
+        self.assertEqual([worker.batches_parsed for worker in workers], [0])
 
     def test_same_message_in_two_folders_is_one_record(self):
         raw = make_message("copied", message_id="<same-123@client.example>")
