@@ -144,6 +144,22 @@ def test_the_next_batch_waits_in_the_pipe_and_is_parsed_without_a_collect():
         assert worker.collect(second) == parse_worker.parse_jobs(jobs[:2])
 
 
+def test_two_answers_waiting_are_both_read_from_the_worker(caplog):
+    # Both answers are in the pipe before the first is read: reading the first must not swallow the
+    # second where select() cannot see it (a buffered reader did: the second batch then waited for
+    # the timeout and was parsed again here).
+    raw = b"From: a@example.test\r\nSubject: small\r\n\r\nhello\r\n"
+    jobs = [(raw, parse.MAX_ATTACHMENT_BYTES, "", len(raw))]
+    with parse_worker.ParseWorker(timeout=3, local_batches=0, min_batch=1) as worker:
+        first, second = worker.submit(jobs), worker.submit(jobs)
+        time.sleep(1)  # the child has parsed both and written both answers
+        started = time.monotonic()
+        with caplog.at_level(logging.WARNING):
+            assert worker.collect(first) == worker.collect(second) == parse_worker.parse_jobs(jobs)
+        assert time.monotonic() - started < 2 and "instead" not in caplog.text
+        assert worker.batches_parsed == 2, "both batches parsed in the child"
+
+
 def test_a_child_that_dies_with_two_batches_in_loses_neither(caplog):
     jobs = big_jobs()
     with parse_worker.ParseWorker(timeout=5, local_batches=0, min_batch=1) as worker:

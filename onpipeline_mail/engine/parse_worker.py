@@ -344,8 +344,11 @@ class ParseWorker:
             command = [sys.executable, CHILD_SCRIPT, "parse-worker"]
             if self.html_filter and self._expected >= self.html_filter_min_messages:
                 command += ["--html-filter", self.html_filter.to_json()]
+            # Unbuffered (bufsize=0): the answers are read after select() on the pipe, and a buffered
+            # reader could hold the start of the next batch's answer, read ahead with this one's, where
+            # select() does not see it (two batches are in flight: the next answer may follow at once).
             self._process = subprocess.Popen(
-                command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0,
                 close_fds=True, env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"))
             _enlarge_pipe(self._process.stdin)
             _enlarge_pipe(self._process.stdout)
