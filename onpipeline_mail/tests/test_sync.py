@@ -1,3 +1,4 @@
+import contextlib
 import datetime
 from unittest.mock import patch
 
@@ -68,15 +69,9 @@ class TestMailboxSync(OnpipelineMailCase):
         self.mailbox._sync()
         self.assertEqual(len(self.messages()), 4)
 
-    def test_batches_are_parsed_by_the_parse_worker_while_the_previous_one_is_stored(self):
-        self.env["ir.config_parameter"].sudo().set_param("onpipeline_mail.sync_batch_size", "10")
-        self.env["ir.config_parameter"].sudo().set_param("onpipeline_mail.parse_in_worker", "1")  # even on 1 core
-        # A folder this small is parsed here by default (the child costs more than it saves): not in this test.
-        self.env["ir.config_parameter"].sudo().set_param("onpipeline_mail.parse_worker_min", "20")
-        for index in range(24):
-            append(self.account, "INBOX", make_message("mail %02d" % index, html="<p>Offer %d</p>" % index,
-                                                       attachments=[("offer.pdf", "application/pdf", b"%PDF-1.4")]),
-                   date=days_ago(index % 20 + 1))
+    @contextlib.contextmanager
+    def keeping_parse_workers(self):
+        """The parse workers the syncs inside make, in a list (the real ones, kept to be looked at)."""
         workers = []
         real_worker = type(self.mailbox)._parse_worker
 
@@ -86,6 +81,18 @@ class TestMailboxSync(OnpipelineMailCase):
             return worker
 
         with patch.object(type(self.mailbox), "_parse_worker", keep_worker):
+            yield workers
+
+    def test_batches_are_parsed_by_the_parse_worker_while_the_previous_one_is_stored(self):
+        self.env["ir.config_parameter"].sudo().set_param("onpipeline_mail.sync_batch_size", "10")
+        self.env["ir.config_parameter"].sudo().set_param("onpipeline_mail.parse_in_worker", "1")  # even on 1 core
+        # A folder this small is parsed here by default (the child costs more than it saves): not in this test.
+        self.env["ir.config_parameter"].sudo().set_param("onpipeline_mail.parse_worker_min", "20")
+        for index in range(24):
+            append(self.account, "INBOX", make_message("mail %02d" % index, html="<p>Offer %d</p>" % index,
+                                                       attachments=[("offer.pdf", "application/pdf", b"%PDF-1.4")]),
+                   date=days_ago(index % 20 + 1))
+        with self.keeping_parse_workers() as workers:
             self.assertTrue(self.mailbox._sync())
         messages = self.messages()
         self.assertEqual(sorted(messages.mapped("subject")), ["mail %02d" % index for index in range(24)])
@@ -106,15 +113,7 @@ class TestMailboxSync(OnpipelineMailCase):
         self.env["ir.config_parameter"].sudo().set_param("onpipeline_mail.parse_in_worker", "1")
         for index in range(24):
             append(self.account, "INBOX", make_message("mail %02d" % index), date=days_ago(index % 20 + 1))
-        workers = []
-        real_worker = type(self.mailbox)._parse_worker
-
-        def keep_worker(mailbox):
-            worker = real_worker(mailbox)
-            workers.append(worker)
-            return worker
-
-        with patch.object(type(self.mailbox), "_parse_worker", keep_worker), \
+        with self.keeping_parse_workers() as workers, \
                 patch.object(parse_worker.ParseWorker, "_ensure_started",
                              side_effect=AssertionError("a child was started for 24 messages")):
             self.assertTrue(self.mailbox._sync())
