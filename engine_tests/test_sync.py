@@ -5,6 +5,7 @@ import datetime
 import functools
 import glob
 import os
+import threading
 import time
 
 import pytest
@@ -256,6 +257,22 @@ def test_deadline_stops_after_a_batch_and_the_next_run_resumes(mailbox):
         assert len(batches) == 1  # the deadline had passed: one batch per run
         assert runs < 20
     assert runs > 3
+    assert set(store.keys) == keys_since(messages, WINDOW) and len(store.keys) == len(set(store.keys))
+
+
+def test_a_caller_that_stops_reading_has_its_connection_back_at_once(mailbox, parse_mode):
+    """With a parse worker the next batch is fetched on a thread: closing the sync stops it first."""
+    messages = sixty_days()
+    mailgen.append_messages(mailbox, "INBOX", messages)
+    with imap_session(mailbox) as client:
+        batches = sync.sync_folder(client, "INBOX", None, WINDOW, batch_size=3)
+        assert next(batches).messages
+        batches.close()
+        assert not [thread for thread in threading.enumerate() if thread.name == "onpipeline-fetch-ahead"]
+        client.noop()  # no answer of a FETCH still coming gets in the way
+        store = Store()
+        for batch in sync.sync_folder(client, "INBOX", None, WINDOW, batch_size=3):
+            store.commit(batch)
     assert set(store.keys) == keys_since(messages, WINDOW) and len(store.keys) == len(set(store.keys))
 
 

@@ -42,7 +42,7 @@ import weakref
 
 from imapclient import exceptions as imap_exc
 
-from . import connection, errors, fetch, parse, parse_worker
+from . import connection, errors, fetch, parse, parse_worker, read_ahead
 from .state import RESYNC, FolderState, as_date, examine_folder, plan_sync, read_folder_status
 
 DEFAULT_BATCH_SIZE = 50
@@ -248,20 +248,37 @@ def _reopen(run, cause):
                                   reason="renumbered_during_sync")
 
 
-def _fetch_isolating(run, uids, sizes, dropped=False):
+class _DroppedInFetch(Exception):
+    """A FETCH dropped a connection that may only be opened again on the caller's thread."""
+
+    def __init__(self, cause):
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+def _fetch_isolating(run, uids, sizes, dropped=False, reopen=True, dropped_by=None):
     """:func:`.fetch.fetch_messages`; when the FETCH drops the connection, each half again on a new
     connection, down to the UID that drops it alone after dropping it in a larger set (or twice when
-    alone from the start): that one comes back in ``errors``, the others are fetched."""
-    try:
-        return fetch.fetch_messages(run.client, uids, sizes, run.max_message_bytes, run.partial_bytes)
-    except DROPS as exc:
-        if not run.link.can_reopen:
-            error = errors.ConnectError(
-                "The connection dropped while fetching the messages with UIDs %s of the folder %r (%s). Try "
-                "again later." % (", ".join(map(str, uids)), run.folder, exc), reason="dropped_during_fetch")
-            error.uids = tuple(uids)
-            raise error from exc
-        cause = exc
+    alone from the start): that one comes back in ``errors``, the others are fetched.
+
+    ``reopen``: False raises :class:`_DroppedInFetch` instead of opening a connection (the fetch runs
+    on a thread, and logging in may call back into the caller). ``dropped_by``: the drop of a first
+    FETCH of ``uids`` made elsewhere (then isolating starts at once).
+    """
+    if dropped_by is None:
+        try:
+            return fetch.fetch_messages(run.client, uids, sizes, run.max_message_bytes, run.partial_bytes)
+        except DROPS as exc:
+            dropped_by = exc
+    cause = dropped_by
+    if not run.link.can_reopen:
+        error = errors.ConnectError(
+            "The connection dropped while fetching the messages with UIDs %s of the folder %r (%s). Try "
+            "again later." % (", ".join(map(str, uids)), run.folder, cause), reason="dropped_during_fetch")
+        error.uids = tuple(uids)
+        raise error from cause
+    if not reopen:
+        raise _DroppedInFetch(cause) from cause
     _reopen(run, cause)
     if dropped and len(uids) == 1:
         return fetch.FetchResult(messages=(), errors=((uids[0], DROPPED_MESSAGE % cause),))
@@ -272,14 +289,15 @@ def _fetch_isolating(run, uids, sizes, dropped=False):
                              errors=tuple(sorted(sum((part.errors for part in parts), ()))))
 
 
-def _fetch_raw(run, uids, sizes):
+def _fetch_raw(run, uids, sizes, reopen=True, dropped_by=None):
     """Fetch one batch; returns (raw messages, {uid: failure text}, gone UIDs).
 
     On a :class:`Session`, a message that drops the connection is isolated
-    (:func:`_fetch_isolating`) and returned as a failure. On a bare client a
-    drop raises :class:`~.errors.ConnectError` with ``uids`` = the batch.
+    (:func:`_fetch_isolating`, which also says what ``reopen`` and ``dropped_by``
+    do) and returned as a failure. On a bare client a drop raises
+    :class:`~.errors.ConnectError` with ``uids`` = the batch.
     """
-    result = _fetch_isolating(run, list(uids), sizes)
+    result = _fetch_isolating(run, list(uids), sizes, reopen=reopen, dropped_by=dropped_by)
     failures = {uid: text for uid, text in result.errors}
     gone = []
     if result.missing:
@@ -448,13 +466,13 @@ def _sync_selected(link, folder_name, saved, window_start, condstore, deadline, 
     final_modseq = selected.highestmodseq if condstore else None
     run = _Run(link=link, folder=folder_name, window_start=window_start, status=selected, **limits)
 
-    def seal(step, done, contents):
-        """The SyncBatch of a work step, from its (messages, failures, gone)."""
+    def seal(step, done, contents, total=None):
+        """The SyncBatch of a work step, from its (messages, failures, gone); ``total``: the run's total then."""
         _uids, gone, _sizes, state = step
         messages, failures, more_gone = contents
         if done:
             state = dataclasses.replace(state, highestmodseq=final_modseq)
-        return SyncBatch(messages, failures, state, done=done, total_in_window=run.total,
+        return SyncBatch(messages, failures, state, done=done, total_in_window=run.total if total is None else total,
                          gone=tuple(gone) + more_gone, action=plan.action, folder=folder_name)
 
     def past_deadline():
@@ -475,45 +493,89 @@ def _hand_over(run, work, seal, past_deadline):
 
 
 def _hand_over_pipelined(run, work, seal, past_deadline, parser):
-    """As :func:`_hand_over`, but batch k+1 is fetched and given to ``parser`` before batch k is handed over."""
+    """As :func:`_hand_over`, but batch k+1 is fetched (on a thread, while the caller stores batch k-1)
+    and given to ``parser`` before batch k is handed over."""
 
-    def fetch_step(step):
-        raws, failures, gone = _fetch_raw(run, step[0], step[2]) if step[0] else ((), {}, [])
-        return [step, raws, failures, gone, None]
+    def finish(started, done, total):
+        fetched, ticket = started
+        raws, failures, gone = fetched.contents
+        return seal(fetched.step, done, _assemble(fetched.step[0], raws, parser.collect(ticket), failures, gone),
+                    total)
 
-    def finish(started, done):
-        step, raws, failures, gone, ticket = started
-        return seal(step, done, _assemble(step[0], raws, parser.collect(ticket), failures, gone))
-
-    # Fetch k+1, give it to the worker, collect k, hand k over. k+1 is given before k is collected:
+    # Take k+1, give it to the worker, collect k, hand k over. k+1 is given before k is collected:
     # it waits in the worker's pipe, and the worker goes on to it the moment k is parsed, instead of
     # idling until the caller has collected k (up to a tenth of a first sync was spent waiting so).
+    steps = _fetched_ahead(run, work)
     started = following = None
     try:
-        for step, _done in work:  # only the last step is done: it is finished after the loop
+        while True:
             try:
-                following = fetch_step(step)
+                fetched = next(steps, None)
             except (errors.ConnectError, *DROPS):
-                following = None
                 if started is not None:
-                    ready, started = finish(started, False), None
+                    ready, started = finish(started, False, run.total), None
                     yield ready  # what was fetched is handed over before the error surfaces
                 raise
-            parser.expect(run.total)
-            following[4] = parser.submit(_parse_jobs(run, following[1]))
-            ready = finish(started, False) if started is not None else None
+            if fetched is None:
+                break
+            parser.expect(fetched.total)
+            following = (fetched, parser.submit(_parse_jobs(run, fetched.contents[0])))
+            ready = finish(started, False, fetched.total) if started is not None else None
             started, following = following, None
             if ready is not None:
                 yield ready
                 if past_deadline():
                     return
         last, started = started, None
-        yield finish(last, True)
+        yield finish(last, True, run.total)  # only the last step is done
     finally:
-        # Stopped early (deadline, error, or the caller stopped reading): drop the batches in the worker.
+        # Stopped early (deadline, error, or the caller stopped reading): the fetching thread ends
+        # before anyone else uses the connection, and the batches in the worker are dropped.
+        steps.close()
         for item in (started, following):
-            if item is not None and item[4] is not None:
-                parser.abandon(item[4])
+            if item is not None:
+                parser.abandon(item[1])
+
+
+class _Fetched(typing.NamedTuple):
+    step: tuple
+    #: (raw messages, {uid: failure text}, gone UIDs), or None when the FETCH dropped the connection
+    contents: tuple | None
+    #: ``run.total`` once this step was made (a later step may have searched more)
+    total: int
+    #: what dropped the connection, when ``contents`` is None
+    dropped_by: BaseException | None = None
+
+
+def _fetched_ahead(run, work):
+    """A :class:`_Fetched` per work step, fetched on a thread one batch ahead of the caller.
+
+    The thread has the connection to itself until it ends, so a FETCH that drops
+    it is isolated here, on the caller's thread (opening a connection logs in, and
+    a login may call back into the caller: an OAuth token read from its database,
+    say); the steps after it are fetched on a new thread.
+    """
+    with read_ahead.ReadAhead(_fetch_steps(run, work), depth=1, name="onpipeline-fetch-ahead") as fetched_steps:
+        for fetched in fetched_steps:
+            if fetched.contents is not None:
+                yield fetched
+                continue
+            fetched_steps.close()  # its thread stopped after the drop: the connection is ours
+            contents = _fetch_raw(run, fetched.step[0], fetched.step[2], dropped_by=fetched.dropped_by)
+            yield fetched._replace(contents=contents, total=run.total, dropped_by=None)
+            yield from _fetched_ahead(run, work)
+            return
+
+
+def _fetch_steps(run, work):
+    """Each work step with its fetched contents (see :class:`_Fetched`); stops after a dropped FETCH."""
+    for step, _done in work:
+        try:
+            contents = _fetch_raw(run, step[0], step[2], reopen=False) if step[0] else ((), {}, [])
+        except _DroppedInFetch as drop:
+            yield _Fetched(step, None, run.total, drop.cause)
+            return
+        yield _Fetched(step, contents, run.total)
 
 
 def retry_uids(client, folder_name, uidvalidity, uids, max_message_bytes=fetch.MAX_MESSAGE_BYTES,

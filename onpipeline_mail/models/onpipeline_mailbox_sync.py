@@ -483,11 +483,11 @@ class OnpipelineMailboxFolder(models.Model):
         known_failures = self.env["onpipeline.mail.sync.failure"].search([
             ("folder_id", "=", self.id), ("uidvalidity", "=", saved.uidvalidity or 0), ("state", "=", "pending"),
         ]).mapped("uid")
+        batches = sync.sync_folder(session, self.name, saved, self.mailbox_id._sync_window_start(),
+                                   batch_size=batch_size, deadline=deadline, known_failures=known_failures,
+                                   parser=parser, resync=not self._resync_capped(), **self._fetch_options())
         try:
-            for batch in sync.sync_folder(session, self.name, saved, self.mailbox_id._sync_window_start(),
-                                          batch_size=batch_size, deadline=deadline, known_failures=known_failures,
-                                          parser=parser, resync=not self._resync_capped(),
-                                          **self._fetch_options()):
+            for batch in batches:
                 values = {"sync_state": batch.state.to_dict(), "last_sync_date": fields.Datetime.now(),
                           "sync_error": False}
                 if batch.state.uidvalidity != saved.uidvalidity and saved.uidvalidity:
@@ -519,6 +519,10 @@ class OnpipelineMailboxFolder(models.Model):
             self.write({"sync_error": str(exc)})
             commit()
             raise
+        finally:
+            # The next batch may be being fetched on a thread: it stops here, whatever happened,
+            # before the caller uses the connection again (next folder, reopen, logout).
+            batches.close()
         return False
 
     def _store_sync_batch(self, uidvalidity, fetched, failures, gone=()):
