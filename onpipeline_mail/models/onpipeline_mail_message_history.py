@@ -2,6 +2,7 @@
 
 import re
 from collections import defaultdict
+from typing import NamedTuple
 
 from markupsafe import Markup
 
@@ -12,10 +13,51 @@ from odoo.tools import SQL
 from ..engine.parse import normalize_address
 from . import sql_rows
 from .onpipeline_mail_message import block_remote_content
-from .onpipeline_mail_message_link import address_variants
+from .onpipeline_mail_message_link import address_variants, field_values
 
 #: Fields ``create()`` never takes from ``default_get`` (``_prepare_create_values`` drops them).
 MAGIC_FIELDS = ("id", "parent_path", *LOG_ACCESS_COLUMNS)
+#: The fields of a synced email its history entries are made of (see ``column_values``); the last
+#: two name the author (``_history_authors``).
+HISTORY_EMAIL_FIELDS = ("message_id", "date", "direction", "subject", "email_from", "reply_to", "email_to",
+                        "email_cc", "body_html", "body_text", "author_email", "mailbox_id")
+
+
+class HistoryCopy(NamedTuple):
+    """A history entry to make: the link it is for, its email, and the contact or deal."""
+
+    link_id: int
+    email_id: int
+    model: str
+    res_id: int
+
+
+def column_values(records, names):
+    """{record id: {field name: value}} of ``records``, read a field at a time (``field_values``).
+
+    Only these stored fields are loaded, in one query: reading a field loads every column of a record.
+    """
+    records.fetch(names)
+    columns = [field_values(records, name) for name in names]
+    return {record_id: dict(zip(names, row, strict=True))
+            for record_id, *row in zip(records.ids, *columns, strict=True)}
+
+
+def x2many_ids(records, name):
+    """The ids of x2many field ``name`` of each of ``records``, in their order, as ``record[name].ids``.
+
+    Read from the cache after one fetch for all, without a recordset made per record.
+    Only for a comodel without an ``active`` field: ``record[name]`` would leave archived ones out.
+    """
+    field = records._fields[name]
+    assert not records.pool[field.comodel_name]._active_name, name
+    records.mapped(name)  # fetches what the cache misses, for the whole recordset at once
+    return [list(ids) for ids in records.env.cache.get_values(records, field)]
+
+
+def display_names(records):
+    """{id: display name} of ``records``, each computed once (an email has many copies per contact)."""
+    return dict(zip(records.ids, records.mapped("display_name"), strict=True))
 
 
 def history_header(direction, title, lines):
@@ -51,6 +93,31 @@ def sanitized_history_header(direction, title, lines):
     return Markup('<p class="o_onpipeline_mail_%s text-muted small">%s</p>' % (direction, body))
 
 
+def history_body(email, labels, Entry):
+    """An entry's HTML: a header (incoming or outgoing, From, To, Cc), then the email's body.
+
+    ``email``: the email's ``HISTORY_EMAIL_FIELDS``, ``labels``: ``_history_labels()``,
+    ``Entry``: the ``mail.message`` model. Sanitized with the options of ``mail.message.body``,
+    piece by piece: the stored ``body_html`` already is, so only the header and a text body go
+    through the sanitizer here (see ``_write_history_bodies``).
+    """
+    direction = email["direction"]
+    title = labels["outgoing" if direction == "outgoing" else "incoming"]
+    lines = [(labels["from"], email["email_from"]), (labels["to"], email["email_to"]),
+             (labels["cc"], email["email_cc"])]
+    lines = [(name, value) for name, value in lines if value]
+    as_stored = Entry._fields["body"].convert_to_cache  # the field's own html_sanitize options
+    if email["body_html"]:
+        # Remote images stay blocked in the history: the chatter has no "show" button, and loading them
+        # would tell the sender each time a colleague opens the record. Inline images are stored ones.
+        header = sanitized_history_header(direction, title, lines)
+        if header is None:
+            header = as_stored(history_header(direction, title, lines), Entry)
+        return header + block_remote_content(email["body_html"])[0]
+    header = history_header(direction, title, lines)
+    return as_stored(header + tools.plaintext2html(email["body_text"] or ""), Entry)
+
+
 class OnpipelineMailMessage(models.Model):
     _inherit = "onpipeline.mail.message"
 
@@ -58,72 +125,105 @@ class OnpipelineMailMessage(models.Model):
     # History (chatter) of the linked records
     # ------------------------------------------------------------------
 
-    def _post_history(self, links):
+    def _post_history(self, links, pending=False):
         """Copy the emails into the history of their linked contacts and deals, like Odoo's incoming mail.
 
         Created directly as the system: nobody is notified or subscribed, nothing is sent. Mail of a
         personal mailbox set to "only me" gets no copy: it stays visible to its owner alone.
+
+        ``pending``: the links come from ``_post_pending_history``, whose query selected them by the
+        rules of ``_links_to_post`` and in its order; checking and sorting them again, record by
+        record, cost a sixth of a first sync's history.
         """
+        # Odoo's chatter orders by id. A first sync reads newest first, so the copies of a
+        # mailbox still in its first sync wait until it has caught up, then go in date order
+        # (_post_pending_history); re-creating newer copies per batch made first syncs quadratic.
+        if self.env.context.get("onpipeline_defer_history"):
+            return
         links = links.sudo()
+        if not pending:
+            links = self._links_to_post(links)
+        if not links:
+            return
+        # Read a column at a time, once per chunk: through each link and email, once per use,
+        # the values of the entries cost as much as writing them.
+        emails = column_values(links.message_id, HISTORY_EMAIL_FIELDS)
+        copies = self._without_known_entries(links, emails)
+        if not copies:
+            return
+        links = links.browse([copy.link_id for copy in copies])
+        messages = links.message_id
+        authors = messages._history_authors()
+        names = {"crm.lead": display_names(links.lead_id), "res.partner": display_names(links.partner_id)}
+        comment = self.env.ref("mail.mt_comment")
+        labels = self._history_labels()  # _() looks up its caller's module: once per batch, not per email
+        entry_model = links.env["mail.message"]  # whose body field sanitizes the bodies
+        bodies = {}  # an email linked to a contact and a deal has the same body twice
+        values = []
+        for copy in copies:
+            email = emails[copy.email_id]
+            if copy.email_id not in bodies:
+                bodies[copy.email_id] = history_body(email, labels, entry_model)
+            values.append({
+                "model": copy.model,
+                "res_id": copy.res_id,
+                "record_name": names[copy.model][copy.res_id],
+                "message_type": "email",
+                "subtype_id": comment.id,
+                "is_internal": True,
+                "author_id": authors.get(copy.email_id, False),
+                "email_from": email["email_from"],
+                "reply_to": email["reply_to"] or email["email_from"],
+                "subject": email["subject"] or False,
+                "date": email["date"],
+                "message_id": email["message_id"] or False,
+            })
+        files = dict(zip(messages.ids, x2many_ids(messages, "attachment_ids"), strict=True))
+        Entry = self.env["mail.message"].sudo().with_context(mail_create_nosubscribe=True)
+        if not sql_rows.use_orm_path(self.env):
+            entries = self._insert_history_entries(Entry, values, [bodies[copy.email_id] for copy in copies])
+            if entries is not None:
+                self._attach_history_files({entry_id: files[copy.email_id]
+                                            for copy, entry_id in zip(copies, entries.ids, strict=True)})
+                self._set_history_entries(links, entries)
+                return
+        entries = Entry.create(values)
+        self._write_history_bodies({entry_id: bodies[copy.email_id]
+                                    for copy, entry_id in zip(copies, entries.ids, strict=True)})
+        self._attach_history_files({entry_id: files[copy.email_id]
+                                    for copy, entry_id in zip(copies, entries.ids, strict=True)})
+        for link, entry in zip(links, entries, strict=True):
+            link.mail_message_id = entry
+
+    def _links_to_post(self, links):
+        """The ``links`` still to copy into the history, ordered as the copies are made.
+
+        Active, not a candidate, without an entry yet, of a mailbox that shares its linked mail
+        (``PENDING_HISTORY`` in SQL); by the date of their emails, then email and link id.
+        """
         # Asked once per mailbox, not per link: reading each link's email and mailbox cost a sixth of the history.
         sharing = {mailbox.id for mailbox in links.mailbox_id if mailbox._shares_linked_mail()}
         links = links.filtered(lambda link: link.active and not link.is_candidate and not link.mail_message_id
                                and link.mailbox_id.id in sharing)
-        # Odoo's chatter orders by id. A first sync reads newest first, so the copies of a
-        # mailbox still in its first sync wait until it has caught up, then go in date order
-        # (_post_pending_history); re-creating newer copies per batch made first syncs quadratic.
-        if not links or self.env.context.get("onpipeline_defer_history"):
-            return
-        links = links.sorted(lambda link: (link.message_id.date, link.message_id.id, link.id))
-        # Mail sent from Odoo is in the history already, under its own Message-ID.
-        ids = [message_id for message_id in links.message_id.mapped("message_id") if message_id]
-        if ids:
-            known = {(entry.message_id, entry.model, entry.res_id) for entry in self.env["mail.message"].sudo().search(
-                [("message_id", "in", ids), ("model", "in", ("crm.lead", "res.partner"))])}
-            links = links.filtered(lambda link: (link.message_id.message_id, (link.lead_id or link.partner_id)._name,
-                                                 (link.lead_id or link.partner_id).id) not in known)
-        if not links:
-            return
-        authors = links.message_id._history_authors()
-        comment = self.env.ref("mail.mt_comment")
-        labels = self._history_labels()  # _() looks up its caller's module: once per batch, not per email
-        bodies = {}  # an email linked to a contact and a deal has the same body twice
-        values = []
-        for link in links:
-            message = link.message_id
-            record = link.lead_id or link.partner_id
-            if message.id not in bodies:
-                bodies[message.id] = message._history_body(labels)
-            values.append({
-                "model": record._name,
-                "res_id": record.id,
-                "record_name": record.display_name,
-                "message_type": "email",
-                "subtype_id": comment.id,
-                "is_internal": True,
-                "author_id": authors.get(message.id, False),
-                "email_from": message.email_from,
-                "reply_to": message.reply_to or message.email_from,
-                "subject": message.subject or False,
-                "date": message.date,
-                "message_id": message.message_id or False,
-            })
-        Entry = self.env["mail.message"].sudo().with_context(mail_create_nosubscribe=True)
-        if not sql_rows.use_orm_path(self.env):
-            entries = self._insert_history_entries(
-                Entry, values, [bodies[link.message_id.id] for link in links])
-            if entries is not None:
-                self._attach_history_files({entry.id: link.message_id.attachment_ids.ids
-                                            for link, entry in zip(links, entries, strict=True)})
-                self._set_history_entries(links, entries)
-                return
-        entries = Entry.create(values)
-        self._write_history_bodies({entry.id: bodies[link.message_id.id]
-                                    for link, entry in zip(links, entries, strict=True)})
-        self._attach_history_files({entry.id: link.message_id.attachment_ids.ids
-                                    for link, entry in zip(links, entries, strict=True)})
-        for link, entry in zip(links, entries, strict=True):
-            link.mail_message_id = entry
+        return links.sorted(lambda link: (link.message_id.date, link.message_id.id, link.id))
+
+    def _without_known_entries(self, links, emails):
+        """A ``HistoryCopy`` per link of ``links``, in order, but for copies the history holds already.
+
+        Mail sent from Odoo is in the history already, under its own Message-ID.
+        ``emails``: ``column_values`` of the links' emails (their ``message_id`` is used).
+        """
+        targets = [("crm.lead", lead_id) if lead_id else ("res.partner", partner_id) for lead_id, partner_id
+                   in zip(field_values(links, "lead_id"), field_values(links, "partner_id"), strict=True)]
+        copies = [HistoryCopy(link_id, email_id, model, res_id) for link_id, email_id, (model, res_id)
+                  in zip(links.ids, field_values(links, "message_id"), targets, strict=True)]
+        ids = [email["message_id"] for email in emails.values() if email["message_id"]]
+        if not ids:
+            return copies
+        known = {(entry.message_id, entry.model, entry.res_id) for entry in self.env["mail.message"].sudo().search(
+            [("message_id", "in", ids), ("model", "in", ("crm.lead", "res.partner"))])}
+        return [copy for copy in copies
+                if (emails[copy.email_id]["message_id"], copy.model, copy.res_id) not in known]
 
     def _insert_history_entries(self, Entry, values, bodies):
         """The history entries of ``values`` with their ``bodies``, INSERTed in one statement per batch.
@@ -190,8 +290,8 @@ class OnpipelineMailMessage(models.Model):
             'UPDATE "%s" AS link SET mail_message_id = entry.id, write_uid = %%s, write_date = %%s '
             "FROM (VALUES %s) AS entry(link_id, id) WHERE link.id = entry.link_id"
             % (links._table, ", ".join(["(%s, %s)"] * len(links))),
-            [self.env.uid, self.env.cr.now(), *(value for link, entry in zip(links, entries, strict=True)
-                                                for value in (link.id, entry.id))])
+            [self.env.uid, self.env.cr.now(), *(value for link_id, entry_id in zip(links.ids, entries.ids, strict=True)
+                                                for value in (link_id, entry_id))])
         links.invalidate_recordset(["mail_message_id", "write_uid", "write_date"])
         links.modified(["mail_message_id"])
 
@@ -236,49 +336,30 @@ class OnpipelineMailMessage(models.Model):
 
     def _history_authors(self):
         """{message id: partner id} of the senders: a contact or colleague with the From address."""
-        addresses = {address for address in self.mapped("author_email") if address}
+        senders = field_values(self, "author_email")
+        addresses = {address for address in senders if address}
         by_variant = {variant: address for address in addresses for variant in address_variants(address)}
         partners = {}
         if by_variant:
-            users = self.env["res.users"].sudo().search([("share", "=", False)])
-            for partner in self.env["res.partner"].sudo().search([("email_normalized", "in", list(by_variant))],
-                                                                 order="id"):
+            colleagues = set(self.env["res.users"].sudo().search_fetch([("share", "=", False)],
+                                                                        ["partner_id"]).partner_id.ids)
+            for partner in self.env["res.partner"].sudo().search_fetch(
+                    [("email_normalized", "in", list(by_variant))], ["email_normalized"], order="id"):
                 address = normalize_address(partner.email_normalized)
                 # A colleague wins over a contact with the same address.
-                if address not in partners or partner in users.partner_id:
+                if address not in partners or partner.id in colleagues:
                     partners[address] = partner.id
+        # Mail sent from the mailbox by an address of no contact: its owner wrote it.
+        owners = {mailbox.id: mailbox.user_id.partner_id.id for mailbox in self.mailbox_id}
         result = {}
-        for message in self:
-            partner = partners.get(message.author_email)
-            if not partner and message.direction == "outgoing" and message.mailbox_id.user_id:
-                partner = message.mailbox_id.user_id.partner_id.id
-            result[message.id] = partner or False
+        for message_id, sender, direction, mailbox_id in zip(
+                self.ids, senders, field_values(self, "direction"), field_values(self, "mailbox_id"), strict=True):
+            partner = partners.get(sender)
+            if not partner and direction == "outgoing":
+                partner = owners[mailbox_id]
+            result[message_id] = partner or False
         return result
 
     def _history_labels(self):
         return {"outgoing": _("Outgoing email"), "incoming": _("Incoming email"),
                 "from": _("From"), "to": _("To"), "cc": _("Cc")}
-
-    def _history_body(self, labels=None):
-        """The entry's HTML: a header (incoming or outgoing, From, To, Cc), then the email's body.
-
-        Sanitized with the options of ``mail.message.body``, piece by piece: the
-        stored ``body_html`` already is, so only the header and a text body go
-        through the sanitizer here (see ``_write_history_bodies``).
-        """
-        self.ensure_one()
-        labels = labels or self._history_labels()
-        direction = "outgoing" if self.direction == "outgoing" else "incoming"
-        lines = [(labels["from"], self.email_from), (labels["to"], self.email_to), (labels["cc"], self.email_cc)]
-        lines = [(name, value) for name, value in lines if value]
-        Entry = self.env["mail.message"]
-        as_stored = Entry._fields["body"].convert_to_cache  # the field's own html_sanitize options
-        if self.body_html:
-            # Remote images stay blocked in the history: the chatter has no "show" button, and loading them
-            # would tell the sender each time a colleague opens the record. Inline images are stored ones.
-            header = sanitized_history_header(self.direction, labels[direction], lines)
-            if header is None:
-                header = as_stored(history_header(self.direction, labels[direction], lines), Entry)
-            return header + block_remote_content(self.body_html)[0]
-        header = history_header(self.direction, labels[direction], lines)
-        return as_stored(header + tools.plaintext2html(self.body_text or ""), Entry)

@@ -168,6 +168,10 @@ class OnpipelineMailbox(models.Model):
         Ordered by SQL and read a chunk at a time: sorting the links as records loaded every
         email of a first sync (bodies included) at once, +270 MB at 50,000 emails. The query
         uses a partial index of the pending links, so a sync with nothing new pays nothing.
+        It selects and orders the links as ``_post_history`` would (``_links_to_post``), so each
+        chunk goes as it is (``pending=True``): checking and sorting them again, record by record,
+        cost a sixth of the history of a first sync. What a commit between chunks may have changed
+        is checked again in SQL.
         """
         if not self.sudo()._shares_linked_mail():
             return
@@ -179,9 +183,19 @@ class OnpipelineMailbox(models.Model):
                  JOIN onpipeline_mail_message message ON message.id = link.message_id
                 ORDER BY message.date, message.id, link.id""", self.id, SQL(PENDING_HISTORY)))
         pending = [link_id for link_id, in self.env.cr.fetchall()]
+        Message = Link.env["onpipeline.mail.message"]
         for start in range(0, len(pending), HISTORY_CHUNK_SIZE):
-            chunk = Link.browse(pending[start:start + HISTORY_CHUNK_SIZE])
-            chunk.message_id._post_history(chunk)
+            chunk = pending[start:start + HISTORY_CHUNK_SIZE]
+            if start:
+                # The chunks before were committed: since the query, the mailbox may have stopped sharing
+                # its mail, or a link may have got its entry (or been removed) in another transaction.
+                if not self.sudo()._shares_linked_mail():
+                    return
+                self.env.cr.execute(SQL("SELECT id FROM onpipeline_mail_link WHERE id = ANY(%s) AND %s",
+                                        chunk, SQL(PENDING_HISTORY)))
+                still_pending = {link_id for link_id, in self.env.cr.fetchall()}
+                chunk = [link_id for link_id in chunk if link_id in still_pending]
+            Message._post_history(Link.browse(chunk), pending=True)
             commit()
             self.env.invalidate_all()  # memory stays that of one chunk
 

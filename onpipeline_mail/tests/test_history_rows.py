@@ -15,6 +15,7 @@ from unittest.mock import patch
 
 from odoo.tests import TransactionCase, tagged
 
+from ..models import onpipeline_mail_message_link
 from ..models.onpipeline_mail_message_history import history_header, sanitized_history_header
 from ..models.sql_rows import ORM_PATH
 from .common import append, make_message
@@ -145,6 +146,51 @@ class TestHistoryRows(LinkingCase):
             lambda: None))
         self.assert_entries(results["orm"])
         self.assert_same_rows(results)
+
+    def test_first_sync_history_rows_are_those_of_the_checked_links(self):
+        # The first sync's links come selected and ordered by SQL, in chunks, and are not checked again:
+        # the same rows as the same links checked and sorted one by one, in one go.
+        def post(checked):
+            with closing(self.env.cr.savepoint()):
+                self.env.flush_all()
+                self.env.cr.execute("SELECT COALESCE(MAX(id), 0) FROM mail_message")
+                before = self.env.cr.fetchone()[0]
+                self.deal.message_ids, self.jane.message_ids, self.links.mail_message_id  # noqa: B018
+                if checked:
+                    links = self.links.with_env(self.mailbox.sudo().env)  # as the mailbox's sync posts them
+                    links.message_id._post_history(links)
+                else:
+                    with patch.object(onpipeline_mail_message_link, "HISTORY_CHUNK_SIZE", 3):
+                        self.mailbox._post_pending_history(lambda: None)
+                return self.snapshot(before)
+        # assert_same_rows compares the "sql" snapshot with the "orm" one, its reference.
+        results = {"orm": post(checked=True), "sql": post(checked=False)}
+        self.assert_entries(results["orm"])
+        self.assert_same_rows(results)
+
+    def test_first_sync_history_checks_each_chunk_again(self):
+        # Each chunk is committed: what another transaction changed in between is seen by the next chunk.
+        links = self.links.sorted(lambda link: (link.message_id.date, link.message_id.id, link.id))
+        archived = links[4]
+
+        def commit_archiving_a_link():
+            archived.write({"active": False})
+        with patch.object(onpipeline_mail_message_link, "HISTORY_CHUNK_SIZE", 2):
+            self.mailbox._post_pending_history(commit_archiving_a_link)
+        self.assertFalse(archived.mail_message_id)
+        self.assertEqual(len((links - archived).mail_message_id), 7)
+
+    def test_first_sync_history_stops_when_the_mailbox_stops_sharing(self):
+        calls = []
+
+        def commit_unsharing():
+            calls.append(True)
+            self.mailbox.linked_visibility = "owner"
+        with patch.object(onpipeline_mail_message_link, "HISTORY_CHUNK_SIZE", 2):
+            self.mailbox._post_pending_history(commit_unsharing)
+        self.assertEqual(len(calls), 1, "the chunks after the first are not posted")
+        self.assertFalse(self.links.mail_message_id, "the first chunk's entries went with the sharing")
+        self.assertFalse(self.history(self.jane) | self.history(self.deal))
 
     def test_history_rows_of_late_links_are_those_of_create(self):
         # Links made after the sync (a contact created, a mailbox shared) are posted as they come.
