@@ -578,7 +578,7 @@ _RUN_MARKER_LINE = re.compile(_RUN_MARKER + r"\d+Z\n")
 
 
 def condense_base64_runs(raw):
-    """``(text, runs)``: ``raw`` with each long run of base64 lines as one marker line; {marker line: run}.
+    """``(bytes, runs)``: ``raw`` with each long run of base64 lines as one marker line; {marker line: run}.
 
     Raw bytes that already hold the marker are returned as they are.
     """

@@ -555,16 +555,19 @@ def _fetched_ahead(run, work):
     a login may call back into the caller: an OAuth token read from its database,
     say); the steps after it are fetched on a new thread.
     """
-    with read_ahead.ReadAhead(_fetch_steps(run, work), depth=1, name="onpipeline-fetch-ahead") as fetched_steps:
-        for fetched in fetched_steps:
-            if fetched.contents is not None:
+    while True:
+        dropped = None
+        with read_ahead.ReadAhead(_fetch_steps(run, work), depth=1, name="onpipeline-fetch-ahead") as steps:
+            for fetched in steps:
+                if fetched.contents is None:
+                    dropped = fetched
+                    break
                 yield fetched
-                continue
-            fetched_steps.close()  # its thread stopped after the drop: the connection is ours
-            contents = _fetch_raw(run, fetched.step[0], fetched.step[2], dropped_by=fetched.dropped_by)
-            yield fetched._replace(contents=contents, total=run.total, dropped_by=None)
-            yield from _fetched_ahead(run, work)
+        if dropped is None:
             return
+        # The thread ended with its block, after the drop: the connection is ours.
+        contents = _fetch_raw(run, dropped.step[0], dropped.step[2], dropped_by=dropped.dropped_by)
+        yield dropped._replace(contents=contents, total=run.total, dropped_by=None)
 
 
 def _fetch_steps(run, work):
