@@ -16,6 +16,7 @@ from . import res_config_settings
 from . import onpipeline_mail_link
 from . import onpipeline_mail_message_link
 from . import onpipeline_mail_message_history
+from . import onpipeline_mailbox_history
 from . import onpipeline_mail_linked_mixin
 from . import res_partner
 from . import crm_lead

@@ -21,6 +21,9 @@ MAGIC_FIELDS = ("id", "parent_path", *LOG_ACCESS_COLUMNS)
 #: two name the author (``_history_authors``).
 HISTORY_EMAIL_FIELDS = ("message_id", "date", "direction", "subject", "email_from", "reply_to", "email_to",
                         "email_cc", "body_html", "body_text", "author_email", "mailbox_id")
+#: The fields of a history entry ``_post_history`` gives (its values and the body).
+HISTORY_ENTRY_FIELDS = ("model", "res_id", "record_name", "message_type", "subtype_id", "is_internal", "author_id",
+                        "email_from", "reply_to", "subject", "date", "message_id", "body")
 
 
 class HistoryCopy(NamedTuple):
@@ -125,7 +128,7 @@ class OnpipelineMailMessage(models.Model):
     # History (chatter) of the linked records
     # ------------------------------------------------------------------
 
-    def _post_history(self, links, pending=False):
+    def _post_history(self, links, pending=False, entry_ids=None):
         """Copy the emails into the history of their linked contacts and deals, like Odoo's incoming mail.
 
         Created directly as the system: nobody is notified or subscribed, nothing is sent. Mail of a
@@ -181,7 +184,8 @@ class OnpipelineMailMessage(models.Model):
         files = dict(zip(messages.ids, x2many_ids(messages, "attachment_ids"), strict=True))
         Entry = self.env["mail.message"].sudo().with_context(mail_create_nosubscribe=True)
         if not sql_rows.use_orm_path(self.env):
-            entries = self._insert_history_entries(Entry, values, [bodies[copy.email_id] for copy in copies])
+            entries = self._insert_history_entries(Entry, values, [bodies[copy.email_id] for copy in copies],
+                                                   ids=entry_ids)
             if entries is not None:
                 self._attach_history_files({entry_id: files[copy.email_id]
                                             for copy, entry_id in zip(copies, entries.ids, strict=True)})
@@ -225,7 +229,7 @@ class OnpipelineMailMessage(models.Model):
         return [copy for copy in copies
                 if (emails[copy.email_id]["message_id"], copy.model, copy.res_id) not in known]
 
-    def _insert_history_entries(self, Entry, values, bodies):
+    def _insert_history_entries(self, Entry, values, bodies, ids=None):
         """The history entries of ``values`` with their ``bodies``, INSERTed in one statement per batch.
 
         The rows are those ``Entry.create(values)`` writes, column for column:
@@ -237,15 +241,19 @@ class OnpipelineMailMessage(models.Model):
         entries are marked for recomputation (``insert_rows``) and the cached
         history of their contacts and deals is invalidated (``_invalidate_documents``).
 
+        ``ids``: the entries' ids, in order (the first ``len(values)`` are used), else the sequence's.
+
         None when a default would make ``create()`` write more than columns (a
         ``default_partner_ids`` in the context, say): then ``create()`` does it.
         """
-        defaults = self._history_entry_defaults(Entry, {*values[0], "body"})
+        defaults = self._history_entry_defaults(Entry, set(HISTORY_ENTRY_FIELDS))
         if defaults is None:
             return None
         rows = []
-        for row, body in zip(values, bodies, strict=True):
+        for index, (row, body) in enumerate(zip(values, bodies, strict=True)):
             row = dict(defaults, **row, body=body)
+            if ids is not None:
+                row["id"] = ids[index]
             if not row.get("message_id"):
                 row["message_id"] = Entry._get_message_id(row)
             rows.append(row)

@@ -19,16 +19,12 @@ from odoo.tools import SQL
 
 from ..engine.parse import header_addresses, normalize_address
 from . import sql_rows
-from .onpipeline_mail_link import PENDING_HISTORY
 
 #: Local parts (``name@``), domains and addresses never linked; a setting overrides it.
 DEFAULT_IGNORED = ("noreply@ no-reply@ no_reply@ donotreply@ do-not-reply@ do_not_reply@ mailer-daemon@ "
                    "postmaster@ bounce@ bounces@ notification@ notifications@")
 #: Mail not linked yet (synced before linking existed) linked per scheduled run: batches of this size.
 PENDING_BATCH_SIZE = 200
-#: Links whose history entries a caught-up first sync writes per commit: each chunk reads its users,
-#: authors and known entries again (about 15 ms), so 200 paid that 48 times per 4,000 emails.
-HISTORY_CHUNK_SIZE = 500
 PENDING_BATCHES = 5
 #: Addresses looked up per query when contacts or deals get addresses (imports create many at once).
 LATE_CHUNK = 100
@@ -161,43 +157,6 @@ class OnpipelineMailbox(models.Model):
         super()._after_sync(commit)
         if self.sudo().is_sync_complete:
             self.with_context(onpipeline_defer_history=False)._post_pending_history(commit)
-
-    def _post_pending_history(self, commit):
-        """Once the mailbox has caught up, copy its linked mail into the history, oldest first.
-
-        Ordered by SQL and read a chunk at a time: sorting the links as records loaded every
-        email of a first sync (bodies included) at once, +270 MB at 50,000 emails. The query
-        uses a partial index of the pending links, so a sync with nothing new pays nothing.
-        It selects and orders the links as ``_post_history`` would (``_links_to_post``), so each
-        chunk goes as it is (``pending=True``): checking and sorting them again, record by record,
-        cost a sixth of the history of a first sync. What a commit between chunks may have changed
-        is checked again in SQL.
-        """
-        if not self.sudo()._shares_linked_mail():
-            return
-        Link = self.env["onpipeline.mail.link"].sudo()
-        Link.flush_model()
-        self.env.cr.execute(SQL(
-            """SELECT link.id
-                 FROM (SELECT id, message_id FROM onpipeline_mail_link WHERE mailbox_id = %s AND %s) link
-                 JOIN onpipeline_mail_message message ON message.id = link.message_id
-                ORDER BY message.date, message.id, link.id""", self.id, SQL(PENDING_HISTORY)))
-        pending = [link_id for link_id, in self.env.cr.fetchall()]
-        Message = Link.env["onpipeline.mail.message"]
-        for start in range(0, len(pending), HISTORY_CHUNK_SIZE):
-            chunk = pending[start:start + HISTORY_CHUNK_SIZE]
-            if start:
-                # The chunks before were committed: since the query, the mailbox may have stopped sharing
-                # its mail, or a link may have got its entry (or been removed) in another transaction.
-                if not self.sudo()._shares_linked_mail():
-                    return
-                self.env.cr.execute(SQL("SELECT id FROM onpipeline_mail_link WHERE id = ANY(%s) AND %s",
-                                        chunk, SQL(PENDING_HISTORY)))
-                still_pending = {link_id for link_id, in self.env.cr.fetchall()}
-                chunk = [link_id for link_id in chunk if link_id in still_pending]
-            Message._post_history(Link.browse(chunk), pending=True)
-            commit()
-            self.env.invalidate_all()  # memory stays that of one chunk
 
     def _shares_linked_mail(self):
         self.ensure_one()

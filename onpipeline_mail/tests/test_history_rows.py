@@ -10,12 +10,13 @@ random: only its random part is masked.
 import datetime
 import random
 import re
+import threading
 from contextlib import closing
 from unittest.mock import patch
 
 from odoo.tests import TransactionCase, tagged
 
-from ..models import onpipeline_mail_message_link
+from ..models import onpipeline_mailbox_history, sql_rows
 from ..models.onpipeline_mail_message_history import history_header, sanitized_history_header
 from ..models.sql_rows import ORM_PATH
 from .common import append, make_message
@@ -160,11 +161,64 @@ class TestHistoryRows(LinkingCase):
                     links = self.links.with_env(self.mailbox.sudo().env)  # as the mailbox's sync posts them
                     links.message_id._post_history(links)
                 else:
-                    with patch.object(onpipeline_mail_message_link, "HISTORY_CHUNK_SIZE", 3):
+                    with patch.object(onpipeline_mailbox_history, "HISTORY_CHUNK_SIZE", 3):
                         self.mailbox._post_pending_history(lambda: None)
                 return self.snapshot(before)
         # assert_same_rows compares the "sql" snapshot with the "orm" one, its reference.
         results = {"orm": post(checked=True), "sql": post(checked=False)}
+        self.assert_entries(results["orm"])
+        self.assert_same_rows(results)
+
+    def test_first_sync_history_over_two_connections_is_that_of_one(self):
+        # A scheduled run writes the chunks over two connections at once, each entry under an id reserved in
+        # date order. Here on Odoo's test cursors, which take turns on one lock: the two threads alternate.
+        Message = type(self.env["onpipeline.mail.message"])
+        real_post, real_reserve = Message._post_history, sql_rows.reserve_ids
+        threads = []
+
+        def post_recording_thread(message, links, **kwargs):
+            threads.append(threading.current_thread())
+            return real_post(message, links, **kwargs)
+
+        reserved = []
+
+        def reserve_recording_ids(model, count):
+            reserved.extend(real_reserve(model, count))
+            return reserved[-count:]
+
+        def post(connections):
+            with closing(self.env.cr.savepoint()):
+                self.env.flush_all()
+                self.env.cr.execute("SELECT COALESCE(MAX(id), 0) FROM mail_message")
+                before = self.env.cr.fetchone()[0]
+                self.deal.message_ids, self.jane.message_ids, self.links.mail_message_id  # noqa: B018
+                with patch.object(onpipeline_mailbox_history, "HISTORY_CHUNK_SIZE", 3), \
+                        patch.object(type(self.mailbox), "_history_connections", lambda *args: connections), \
+                        patch.object(Message, "_post_history", post_recording_thread):
+                    if connections == 1:
+                        self.mailbox._post_pending_history(lambda: None)
+                    else:
+                        self.registry.enter_test_mode(self.env.cr)
+                        try:
+                            with patch.object(sql_rows, "reserve_ids", reserve_recording_ids):
+                                self.mailbox._post_pending_history(lambda: None)
+                        finally:
+                            self.registry.leave_test_mode()
+                        self.env.cr.execute("SELECT id FROM mail_message WHERE id > %s", [before])
+                        self.assertLessEqual({entry_id for entry_id, in self.env.cr.fetchall()}, set(reserved),
+                                             "every entry has an id reserved in date order")
+                snapshot = self.snapshot(before)
+            # Each chunk is its own transaction, with its own time: the create and write dates differ.
+            for row in snapshot["rows"]:
+                self.assertTrue(row.pop("create_date") and row.pop("write_date"))
+            snapshot["links"] = [link[:3] for link in snapshot["links"]]
+            return snapshot
+        # assert_same_rows compares the "sql" snapshot with the "orm" one, its reference.
+        results = {"orm": post(connections=1), "sql": post(connections=2)}
+        self.assertEqual(threads[:3], [threading.current_thread()] * 3)
+        self.assertEqual(len(threads), 6, "8 links in chunks of 3, each way")
+        self.assertNotIn(threading.current_thread(), threads[3:])
+        self.assertEqual(len(set(threads[3:])), 2, "both connections wrote chunks")
         self.assert_entries(results["orm"])
         self.assert_same_rows(results)
 
@@ -175,7 +229,7 @@ class TestHistoryRows(LinkingCase):
 
         def commit_archiving_a_link():
             archived.write({"active": False})
-        with patch.object(onpipeline_mail_message_link, "HISTORY_CHUNK_SIZE", 2):
+        with patch.object(onpipeline_mailbox_history, "HISTORY_CHUNK_SIZE", 2):
             self.mailbox._post_pending_history(commit_archiving_a_link)
         self.assertFalse(archived.mail_message_id)
         self.assertEqual(len((links - archived).mail_message_id), 7)
@@ -186,7 +240,7 @@ class TestHistoryRows(LinkingCase):
         def commit_unsharing():
             calls.append(True)
             self.mailbox.linked_visibility = "owner"
-        with patch.object(onpipeline_mail_message_link, "HISTORY_CHUNK_SIZE", 2):
+        with patch.object(onpipeline_mailbox_history, "HISTORY_CHUNK_SIZE", 2):
             self.mailbox._post_pending_history(commit_unsharing)
         self.assertEqual(len(calls), 1, "the chunks after the first are not posted")
         self.assertFalse(self.links.mail_message_id, "the first chunk's entries went with the sharing")
