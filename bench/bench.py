@@ -232,7 +232,7 @@ class Bench:
                 self.drop_db(db)
             db = self.fresh_db("n%d" % n)
             self.odoo_job("mailboxes", db, accounts=[self.account_args(settings)])
-            result = self.odoo_job("sync", db, mode="cron")
+            result = self.odoo_job("sync", db, mode="cron", dovecot_pid=self.dovecot.process.pid)
             self.record(n, "odoo_first", result)
             log("N=%d odoo first sync #%d: %d messages in %.1f s, peak RSS %.0f MB (before %.0f MB), links %s" % (
                 n, repeat + 1, result["messages"], result["wall"], result["peak_rss_mb"], result["rss_before_mb"],
@@ -242,11 +242,11 @@ class Bench:
             db = self.fresh_db("n%d" % n)
             self.odoo_job("mailboxes", db, accounts=[self.account_args(settings)])
             path = os.path.join(options.results, "profile-odoo-first-n%d.prof" % n)
-            result = self.odoo_job("sync", db, mode="cron", profile=path)
+            result = self.odoo_job("sync", db, mode="cron", profile=path, dovecot_pid=self.dovecot.process.pid)
             self.profiles.append(("Odoo first sync, N=%d, %.1f s under cProfile" % (n, result["wall"]), path))
         if "nochange" in parts:
             for repeat in range(options.repeat):
-                result = self.odoo_job("sync", db, mode="cron")
+                result = self.odoo_job("sync", db, mode="cron", dovecot_pid=self.dovecot.process.pid)
                 self.record(n, "odoo_nochange", result)
                 log("N=%d odoo no-change #%d: %.2f s, commands per folder %s, per session %s" % (
                     n, repeat + 1, result["wall"], result["folder_commands"], result["session_commands"]))
@@ -255,7 +255,7 @@ class Bench:
                 with imap_session(settings) as client:
                     mailset.fill(client, mailset.generate(100, settings.username, seed="new-%d-%d" % (n, repeat),
                                                           days=1))
-                result = self.odoo_job("sync", db, mode="cron")
+                result = self.odoo_job("sync", db, mode="cron", dovecot_pid=self.dovecot.process.pid)
                 self.record(n, "odoo_new100", result)
                 log("N=%d odoo 100 new #%d: %d messages in %.2f s" % (n, repeat + 1, result["messages"],
                                                                       result["wall"]))

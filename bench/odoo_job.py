@@ -14,7 +14,7 @@ Prints one ``RESULT {json}`` line. Jobs:
   as *Run manually* does) or ``_cron_sync_mailboxes`` called directly
   (``mode=method``, what each of several cron workers does), repeated until
   every mailbox is caught up; wall time, messages stored, peak RSS, IMAP
-  commands per folder;
+  commands per folder, CPU seconds of each process doing the work (:class:`CpuMeter`);
 * ``fetchmail``: Odoo's own incoming mail server (``fetchmail.server``,
   IMAP over SSL, creating leads) fetching the unread mail of one account;
 * ``check``: duplicates per mailbox (message keys, folder locations).
@@ -31,7 +31,8 @@ import sys
 import threading
 import time
 
-from procstat import memory  # noqa: E402  (bench/ is the script's folder)
+from cron_server import process_cpu, stat, tree_cpu  # noqa: E402  (bench/ is the script's folder)
+from procstat import memory  # noqa: E402
 
 import odoo
 from odoo import SUPERUSER_ID, api
@@ -233,6 +234,79 @@ class PhaseTimer:
                 setattr(owner, name, original)
 
 
+class CpuMeter:
+    """CPU seconds (user + system) that the processes doing the sync's work spent between
+    :meth:`start` and :meth:`stop`, to show the floor of a CPU-bound sync on a small machine.
+
+    * ``sync_process``: this process, every thread (``os.times()``), without Odoo's loading before;
+    * ``parse_worker``: its children (the parse worker): ``os.times()`` counts a child once it
+      was waited for, which ``ParseWorker.close`` does when the mailbox's sync ends; a child still
+      alive at :meth:`stop` is read from /proc instead (``children_alive`` says how many);
+    * ``postgresql``: the backends connected to the bench database (``pg_stat_activity`` at start and
+      stop; one that appeared in between counts from 0, one that exited in between is lost, and
+      ``backends_gone`` says how many);
+    * ``postgresql_cluster``: the bench's private cluster as a whole (postmaster, its live and exited
+      children): those backends plus the WAL writer, checkpointer, autovacuum and any parallel worker;
+    * ``dovecot``: the bench's Dovecot, master and every child (imap, imap-login with the TLS, auth),
+      live or exited.
+    """
+
+    def __init__(self, registry, dovecot_pid=None):
+        self.registry = registry
+        self.dovecot_pid = dovecot_pid
+        self.before = None
+
+    def _servers(self):
+        """CPU seconds so far of the database's backends (by pid), of the cluster and of Dovecot."""
+        with environment(self.registry) as env:
+            env.cr.execute("SELECT pg_backend_pid(), array_agg(pid) FROM pg_stat_activity "
+                           "WHERE datname = current_database()")
+            own_backend, pids = env.cr.fetchone()
+        postmaster = int(stat(own_backend)[1])
+        backends = {pid: process_cpu(pid) for pid in pids}
+        return {"backends": {pid: cpu for pid, cpu in backends.items() if cpu is not None},
+                "cluster": tree_cpu(postmaster),
+                "dovecot": tree_cpu(self.dovecot_pid) if self.dovecot_pid else None}
+
+    @staticmethod
+    def _children():
+        """CPU seconds so far of this process's live children, by pid."""
+        own = str(os.getpid())
+        cpu = {}
+        for entry in os.listdir("/proc"):
+            fields = stat(int(entry)) if entry.isdigit() else None
+            if fields and fields[1] == own:
+                cpu[int(entry)] = process_cpu(int(entry))
+        return {pid: value for pid, value in cpu.items() if value is not None}
+
+    def start(self):
+        # The servers are read first and this process last, so that reading /proc and the
+        # database costs the sync process nothing it is charged for.
+        self.before = (self._servers(), self._children(), os.times())
+
+    def stop(self):
+        times = os.times()
+        children = self._children()
+        servers = self._servers()
+        servers_before, children_before, times_before = self.before
+        backends_before = servers_before["backends"]
+        dovecot = None
+        if servers["dovecot"] is not None and servers_before["dovecot"] is not None:
+            dovecot = servers["dovecot"] - servers_before["dovecot"]
+        return {
+            "sync_process": (times.user + times.system) - (times_before.user + times_before.system),
+            "parse_worker": (times.children_user + times.children_system
+                             - times_before.children_user - times_before.children_system
+                             + sum(cpu - children_before.get(pid, 0.0) for pid, cpu in children.items())),
+            "children_alive": len(children),
+            "postgresql": sum(cpu - backends_before.get(pid, 0.0) for pid, cpu in servers["backends"].items()),
+            "backends": len(servers["backends"]),
+            "backends_gone": len(set(backends_before) - set(servers["backends"])),
+            "postgresql_cluster": servers["cluster"] - servers_before["cluster"],
+            "dovecot": dovecot,
+        }
+
+
 def _totals(env, mailbox_ids=None):
     cr = env.cr
     where, params = ("WHERE mailbox_id = ANY(%s)", [mailbox_ids]) if mailbox_ids else ("", [])
@@ -252,6 +326,8 @@ def job_sync(registry, args):
     counter = CommandCounter()
     phases = PhaseTimer()
     calls = 0
+    cpu_meter = CpuMeter(registry, args.get("dovecot_pid"))
+    cpu_meter.start()
     profiler = cProfile.Profile() if args.get("profile") else None
     if profiler:
         profiler.enable()
@@ -276,6 +352,8 @@ def job_sync(registry, args):
     t_end = time.time()
     if profiler:
         profiler.disable()
+    cpu_seconds = cpu_meter.stop()
+    if profiler:
         profiler.dump_stats(args["profile"])
     peak, rss_after = memory()
     with environment(registry) as env:
@@ -296,6 +374,8 @@ def job_sync(registry, args):
         "folder_commands": folder_commands, "session_commands": counter.sessions,
         "link_fields": links, "linked": linked, "errors": errors, "failures": failures,
         "phases": {phase: round(seconds, 3) for phase, seconds in phases.seconds.items()},
+        "cpu_seconds": {key: round(value, 3) if isinstance(value, float) else value
+                        for key, value in cpu_seconds.items()},
     }
 
 

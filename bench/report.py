@@ -141,15 +141,16 @@ def render(results):
                 fmt(data["mbps"], "%.1f"), fmt(data["peak"], "%.0f"), "; ".join(note for note in notes if note)))
     lines += ["", "Ratios (medians of this run) and targets:"]
     lines += targets(summary, results)
-    lines += phase_lines(runs)
+    lines += phase_lines(runs, meta.get("cores"))
     return "\n".join(lines)
 
 
 PHASES = ("fetch", "parse", "store", "link", "history", "commit")
 
 
-def phase_lines(runs):
-    """Where the wall time of the Odoo first sync goes, median seconds per phase (bench/odoo_job.py PhaseTimer)."""
+def phase_lines(runs, cores=None):
+    """Where the wall time of the Odoo first sync goes, median seconds per phase (bench/odoo_job.py PhaseTimer),
+    and what CPU each process spent meanwhile."""
     lines = []
     for n, parts in sorted(runs.items(), key=lambda item: item[0].zfill(9)):
         timed = [run for run in parts.get("odoo_first", []) if run.get("phases")]
@@ -160,7 +161,46 @@ def phase_lines(runs):
         seconds["other"] = max(wall - sum(seconds.values()), 0.0)
         lines += ["", "N=%s Odoo first sync, where the %.1f s go (medians): %s" % (n, wall, ", ".join(
             "%s %.1f s (%.0f %%)" % (phase, value, 100 * value / wall) for phase, value in seconds.items()))]
+        lines += cpu_lines(n, parts.get("odoo_first", []), cores)
     return lines
+
+
+#: The processes of a first sync whose CPU seconds are shown (bench/odoo_job.py CpuMeter), and their names.
+CPU_PROCESSES = (("sync_process", "sync process"), ("parse_worker", "parse worker"),
+                 ("postgresql", "PostgreSQL"), ("dovecot", "Dovecot"))
+
+
+def cpu_total(run):
+    """CPU seconds of a run's sync over the processes of CPU_PROCESSES, with PostgreSQL's background
+    processes (the whole cluster rather than the database's backends alone, when it was measured)."""
+    cpu = run["cpu_seconds"]
+    postgresql = cpu["postgresql_cluster"] if cpu.get("postgresql_cluster") is not None else cpu["postgresql"]
+    return cpu["sync_process"] + cpu["parse_worker"] + postgresql + (cpu.get("dovecot") or 0.0)
+
+
+def cpu_lines(n, runs, cores):
+    """CPU seconds each process spent during the Odoo first sync (medians), their total, and how many
+    cores that kept busy on average: the floor of a sync that is CPU-bound."""
+    measured = [run for run in runs if run.get("cpu_seconds")]
+    if not measured:
+        return []
+    seconds = {key: median([run["cpu_seconds"].get(key) for run in measured]) for key, _name in CPU_PROCESSES}
+    background = median([run["cpu_seconds"].get("postgresql_cluster") - run["cpu_seconds"]["postgresql"]
+                         for run in measured if run["cpu_seconds"].get("postgresql_cluster") is not None])
+    total, wall = median([cpu_total(run) for run in measured]), median([run["wall"] for run in measured])
+    parts = ["%s %s" % (name, fmt(seconds[key])) for key, name in CPU_PROCESSES]
+    if background is not None:
+        parts[2] += " (+%.1f in the rest of its cluster: WAL writer, checkpointer, autovacuum)" % background
+    line = "N=%s Odoo first sync, CPU seconds (medians): %s; total %.1f in %.1f s of wall = %.2f of %s cores" % (
+        n, ", ".join(parts), total, wall, total / wall, cores or "?")
+    notes = []
+    alive = max(run["cpu_seconds"].get("children_alive", 0) for run in measured)
+    if alive:
+        notes.append("%d child process(es) still alive at the end, read from /proc" % alive)
+    gone = max(run["cpu_seconds"].get("backends_gone", 0) for run in measured)
+    if gone:
+        notes.append("%d backend(s) of the database exited during the sync: only in the cluster's figure" % gone)
+    return [line + ("; " + "; ".join(notes) if notes else "")]
 
 
 def ratio(a, b):
