@@ -169,18 +169,22 @@ class PhaseTimer:
     parse and fetch: the engine (fetch: IMAP as far as the sync waits for it: a batch fetched
     ahead on a thread counts only for the wait); store: messages, locations and attachments
     (``_store_batch`` without linking); link: contacts and deals (``_link``);
-    history: chatter entries (``_post_history``); commit: flush of pending
-    writes and computed fields, and the COMMIT.
+    history: chatter entries (``_post_history``, or, when threads write them over
+    several connections, the sync's wait for those threads: ``_post_history_chunks``);
+    commit: flush of pending writes and computed fields, and the COMMIT.
     """
 
     def __init__(self):
         self.seconds = collections.Counter()
         #: Peak RSS of the parse worker processes (their own memory, beside the sync process's).
         self.worker_peak_mb = 0.0
+        #: True while the sync's thread is in a timed call.
+        self.timing = False
 
     def _wrap(self, phase, function):
         seconds = self.seconds
         sync_thread = threading.current_thread()
+        timer = self
 
         @functools.wraps(function)
         def timed(*args, **kwargs):
@@ -188,10 +192,16 @@ class PhaseTimer:
                 # The batch fetched ahead on a thread overlaps the sync's own work: what the
                 # sync thread waits for it is counted (ReadAhead.__next__), not its fetch.
                 return function(*args, **kwargs)
+            if timer.timing:
+                # Inside another timed call (collect parsing a batch here, _link deferring the
+                # history): already counted by the outer one, whose phase it belongs to.
+                return function(*args, **kwargs)
+            timer.timing = True
             started = time.perf_counter()
             try:
                 return function(*args, **kwargs)
             finally:
+                timer.timing = False
                 seconds[phase] += time.perf_counter() - started
         return timed
 
@@ -205,6 +215,7 @@ class PhaseTimer:
         from odoo.addons.onpipeline_mail.models import onpipeline_mail_message as message_module
         from odoo.addons.onpipeline_mail.models import onpipeline_mail_message_history as history_module
         from odoo.addons.onpipeline_mail.models import onpipeline_mail_message_link as link_module
+        from odoo.addons.onpipeline_mail.models import onpipeline_mailbox_history as mailbox_history_module
 
         targets = [
             # Parsing here, or waiting for the parse worker's results (its parsing overlaps storing).
@@ -213,6 +224,8 @@ class PhaseTimer:
             (message_module.OnpipelineMailMessage, "_store_batch", "store"),
             (link_module.OnpipelineMailMessage, "_link", "link"),
             (history_module.OnpipelineMailMessage, "_post_history", "history"),
+            # Its _post_history calls run on its threads, which _wrap does not time.
+            (mailbox_history_module.OnpipelineMailbox, "_post_history_chunks", "history"),
             (sql_db.Cursor, "commit", "commit"),
         ]
         originals = [(owner, name, getattr(owner, name)) for owner, name, _phase in targets]
